@@ -1,0 +1,230 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/edgeorch/edgeorch/manifests"
+	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/nats-io/nats.go"
+)
+
+// Client talks to the control plane API over NATS request/reply.
+type Client struct {
+	nc *nats.Conn
+}
+
+// New wraps an existing connection. The caller keeps ownership of nc.
+func New(nc *nats.Conn) *Client { return &Client{nc: nc} }
+
+// Conn returns the underlying NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// defaultTimeout bounds a call whose context has no deadline.
+const defaultTimeout = 10 * time.Second
+
+// call sends req to the API verb and decodes the result into out.
+func (c *Client) call(ctx context.Context, verb string, req, out any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("%s: encode request: %w", verb, err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
+		defer cancel()
+	}
+	msg, err := c.nc.RequestWithContext(ctx, messaging.APISubject(verb), body)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return Errorf(CodeUnavailable, "the control plane API is not reachable (no responders on %s)", messaging.APISubject(verb))
+		}
+		return Errorf(CodeUnavailable, "%s: %v", verb, err)
+	}
+	var resp Response
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("%s: decode reply: %w", verb, err)
+	}
+	if resp.Error != nil {
+		return resp.Error
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(resp.Result, out); err != nil {
+		return fmt.Errorf("%s: decode result: %w", verb, err)
+	}
+	return nil
+}
+
+// ApplyRaw sends an already encoded object (JSON) to apply.
+func (c *Client) ApplyRaw(ctx context.Context, raw json.RawMessage, dryRun bool) (string, manifests.Object, error) {
+	var res ApplyResult
+	if err := c.call(ctx, messaging.VerbApply, ApplyRequest{Object: raw, DryRun: dryRun}, &res); err != nil {
+		return "", nil, err
+	}
+	obj, err := manifests.FromJSON(res.Object)
+	return res.Result, obj, err
+}
+
+// Apply creates or updates obj and returns what was done and the stored object.
+func (c *Client) Apply(ctx context.Context, obj manifests.Object) (string, manifests.Object, error) {
+	raw, err := encode(obj)
+	if err != nil {
+		return "", nil, err
+	}
+	return c.ApplyRaw(ctx, raw, false)
+}
+
+// Get reads one object. resource is a plural resource name ("pods").
+func (c *Client) Get(ctx context.Context, resource, namespace, name string) (manifests.Object, error) {
+	var raw json.RawMessage
+	if err := c.call(ctx, messaging.VerbGet, GetRequest{Resource: resource, Namespace: namespace, Name: name}, &raw); err != nil {
+		return nil, err
+	}
+	return manifests.FromJSON(raw)
+}
+
+// List reads the objects of resource in namespace ("" = all namespaces)
+// matching selector, and the revision the list was read at.
+func (c *Client) List(ctx context.Context, resource, namespace, selector string) ([]manifests.Object, string, error) {
+	var res ListResult
+	if err := c.call(ctx, messaging.VerbList, ListRequest{Resource: resource, Namespace: namespace, LabelSelector: selector}, &res); err != nil {
+		return nil, "", err
+	}
+	out := make([]manifests.Object, 0, len(res.Items))
+	for _, raw := range res.Items {
+		obj, err := manifests.FromJSON(raw)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, obj)
+	}
+	return out, res.ResourceVersion, nil
+}
+
+// Delete removes an object and returns it as it was.
+func (c *Client) Delete(ctx context.Context, resource, namespace, name string) (manifests.Object, error) {
+	var res DeleteResult
+	if err := c.call(ctx, messaging.VerbDelete, DeleteRequest{Resource: resource, Namespace: namespace, Name: name}, &res); err != nil {
+		return nil, err
+	}
+	return manifests.FromJSON(res.Object)
+}
+
+// Update replaces obj; its resourceVersion must be current (else Conflict).
+func (c *Client) Update(ctx context.Context, obj manifests.Object) (manifests.Object, error) {
+	return c.update(ctx, messaging.VerbUpdate, obj)
+}
+
+// UpdateStatus replaces only obj's status; its resourceVersion must be current.
+func (c *Client) UpdateStatus(ctx context.Context, obj manifests.Object) (manifests.Object, error) {
+	return c.update(ctx, messaging.VerbUpdateStatus, obj)
+}
+
+func (c *Client) update(ctx context.Context, verb string, obj manifests.Object) (manifests.Object, error) {
+	raw, err := encode(obj)
+	if err != nil {
+		return nil, err
+	}
+	var res UpdateResult
+	if err := c.call(ctx, verb, UpdateRequest{Object: raw}, &res); err != nil {
+		return nil, err
+	}
+	return manifests.FromJSON(res.Object)
+}
+
+func encode(obj manifests.Object) (json.RawMessage, error) {
+	if err := manifests.SetKind(obj); err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", obj.GetObjectMeta().Name, err)
+	}
+	return raw, nil
+}
+
+// Event is one change seen by Watch.
+type Event struct {
+	Type   string
+	Object manifests.Object
+}
+
+// Watch lists the matching objects (as ADDED events) and then streams their
+// changes until ctx is done. Changes at or below the listed revision are
+// dropped, so nothing is seen twice or missed between list and watch.
+func (c *Client) Watch(ctx context.Context, resource, namespace, selector string) (<-chan Event, error) {
+	k, err := manifests.KindForResource(resource)
+	if err != nil {
+		return nil, Errorf(CodeNotFound, "%v", err)
+	}
+	sel, err := manifests.ParseSelector(selector)
+	if err != nil {
+		return nil, Errorf(CodeInvalid, "%v", err)
+	}
+	filterNS := namespace
+	if filterNS == "" || !k.Namespaced {
+		filterNS = "*"
+	}
+	msgs := make(chan *nats.Msg, 1024)
+	sub, err := c.nc.ChanSubscribe(messaging.WatchFilter(k.Resource, filterNS), msgs)
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: subscribe: %w", k.Resource, err)
+	}
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("watch %s: flush: %w", k.Resource, err)
+	}
+	items, rv, err := c.List(ctx, k.Resource, namespace, selector)
+	if err != nil {
+		sub.Unsubscribe()
+		return nil, err
+	}
+	var listRev uint64
+	fmt.Sscan(rv, &listRev)
+	out := make(chan Event, 64)
+	go func() {
+		defer close(out)
+		defer sub.Unsubscribe()
+		for _, obj := range items {
+			select {
+			case out <- Event{Type: Added, Object: obj}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-msgs:
+				var we WatchEvent
+				if json.Unmarshal(m.Data, &we) != nil {
+					continue
+				}
+				obj, err := manifests.FromJSON(we.Object)
+				if err != nil {
+					continue
+				}
+				var rev uint64
+				fmt.Sscan(obj.GetObjectMeta().ResourceVersion, &rev)
+				if rev != 0 && rev <= listRev {
+					continue
+				}
+				if !sel.Matches(obj.GetObjectMeta().Labels) {
+					continue
+				}
+				select {
+				case out <- Event{Type: we.Type, Object: obj}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}

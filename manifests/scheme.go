@@ -1,0 +1,118 @@
+package manifests
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// Kind describes one supported kind: how it is named, whether it lives in a
+// namespace, and how to make an empty one.
+type Kind struct {
+	APIVersion string   // e.g. "v1", "apps/v1"
+	Kind       string   // e.g. "Pod"
+	Resource   string   // lower-case plural, e.g. "pods"
+	Singular   string   // lower-case singular, e.g. "pod"
+	ShortNames []string // e.g. "po"
+	Namespaced bool
+	New        func() Object
+}
+
+var kinds = []Kind{
+	{APIVersion: "v1", Kind: "Pod", Resource: "pods", Singular: "pod", ShortNames: []string{"po"}, Namespaced: true, New: func() Object { return &Pod{} }},
+	{APIVersion: "v1", Kind: "Namespace", Resource: "namespaces", Singular: "namespace", ShortNames: []string{"ns"}, New: func() Object { return &Namespace{} }},
+	{APIVersion: "v1", Kind: "ConfigMap", Resource: "configmaps", Singular: "configmap", ShortNames: []string{"cm"}, Namespaced: true, New: func() Object { return &ConfigMap{} }},
+	{APIVersion: "v1", Kind: "Secret", Resource: "secrets", Singular: "secret", Namespaced: true, New: func() Object { return &Secret{} }},
+	{APIVersion: "v1", Kind: "Node", Resource: "nodes", Singular: "node", ShortNames: []string{"no"}, New: func() Object { return &Node{} }},
+	{APIVersion: "v1", Kind: "Event", Resource: "events", Singular: "event", ShortNames: []string{"ev"}, Namespaced: true, New: func() Object { return &Event{} }},
+}
+
+// Kinds returns every supported kind.
+func Kinds() []Kind { return append([]Kind(nil), kinds...) }
+
+// KindFor returns the kind registered for apiVersion and kind.
+func KindFor(apiVersion, kind string) (Kind, error) {
+	for _, k := range kinds {
+		if k.Kind == kind {
+			if k.APIVersion != apiVersion {
+				return Kind{}, fmt.Errorf("apiVersion: %q is not supported for kind %s (use %q)", apiVersion, kind, k.APIVersion)
+			}
+			return k, nil
+		}
+	}
+	return Kind{}, fmt.Errorf("kind: %q is not a supported kind (supported: %s)", kind, strings.Join(kindNames(), ", "))
+}
+
+// KindForResource resolves what an operator types (pods, pod, po, Pod) to a kind.
+func KindForResource(name string) (Kind, error) {
+	l := strings.ToLower(name)
+	if i := strings.IndexByte(l, '.'); i > 0 { // "deployments.apps"
+		l = l[:i]
+	}
+	for _, k := range kinds {
+		if l == k.Resource || l == k.Singular || l == strings.ToLower(k.Kind) {
+			return k, nil
+		}
+		for _, s := range k.ShortNames {
+			if l == s {
+				return k, nil
+			}
+		}
+	}
+	return Kind{}, fmt.Errorf("the server doesn't have a resource type %q", name)
+}
+
+func kindNames() []string {
+	var out []string
+	for _, k := range kinds {
+		out = append(out, k.Kind)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// FromJSON decodes an object the control plane stored or sent. It trusts
+// its input: it is not the strict decoder for operator manifests (see Decode).
+func FromJSON(raw []byte) (Object, error) {
+	var tm TypeMeta
+	if err := json.Unmarshal(raw, &tm); err != nil {
+		return nil, fmt.Errorf("decode object: %w", err)
+	}
+	k, err := KindFor(tm.APIVersion, tm.Kind)
+	if err != nil {
+		return nil, err
+	}
+	obj := k.New()
+	if err := json.Unmarshal(raw, obj); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", tm.Kind, err)
+	}
+	return obj, nil
+}
+
+// KindOf returns the registered kind of obj, from its TypeMeta or, when
+// that is empty, from its Go type.
+func KindOf(obj Object) (Kind, error) {
+	tm := obj.GetTypeMeta()
+	if tm.Kind != "" {
+		return KindFor(tm.APIVersion, tm.Kind)
+	}
+	for _, k := range kinds {
+		if reflect.TypeOf(k.New()) == reflect.TypeOf(obj) {
+			return k, nil
+		}
+	}
+	return Kind{}, fmt.Errorf("type %T is not a registered kind", obj)
+}
+
+// SetKind fills obj's apiVersion and kind from its Go type.
+func SetKind(obj Object) error {
+	k, err := KindOf(obj)
+	if err != nil {
+		return err
+	}
+	tm := obj.GetTypeMeta()
+	tm.APIVersion, tm.Kind = k.APIVersion, k.Kind
+	return nil
+}

@@ -1,0 +1,186 @@
+// Package runtime is the CRI-like interface between the agent and the things
+// that run workloads (runtime/wasm, runtime/oci, runtime/fake). It holds only
+// types and interfaces and imports nothing else of ours.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Runtime runs pod sandboxes and the containers in them.
+//
+// Stop and Remove calls are idempotent: stopping a stopped container or
+// removing a missing one succeeds. Every call takes a context first; the
+// context bounds the call, not the lifetime of what it starts.
+type Runtime interface {
+	// Name is the runtime handler name a node advertises ("wasm", "oci").
+	Name() string
+
+	RunPodSandbox(ctx context.Context, cfg PodSandboxConfig) (sandboxID string, err error)
+	StopPodSandbox(ctx context.Context, sandboxID string) error
+	RemovePodSandbox(ctx context.Context, sandboxID string) error
+
+	CreateContainer(ctx context.Context, sandboxID string, cfg ContainerConfig) (containerID string, err error)
+	StartContainer(ctx context.Context, containerID string) error
+	// StopContainer asks the container to stop and kills it after timeout.
+	StopContainer(ctx context.Context, containerID string, timeout time.Duration) error
+	RemoveContainer(ctx context.Context, containerID string) error
+	ContainerStatus(ctx context.Context, containerID string) (ContainerStatus, error)
+	ListContainers(ctx context.Context, filter ContainerFilter) ([]ContainerStatus, error)
+
+	// Close releases what the runtime holds. Containers of runtimes that run
+	// out of process (oci) keep running; in-process ones (wasm) stop.
+	Close(ctx context.Context) error
+}
+
+// Execer is implemented by runtimes that can run a command inside a container.
+type Execer interface {
+	Exec(ctx context.Context, containerID string, req ExecRequest) (exitCode int, err error)
+}
+
+// ExecRequest is a command to run in a running container.
+type ExecRequest struct {
+	Cmd    []string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	TTY    bool
+}
+
+// Statser is implemented by runtimes that report resource usage.
+type Statser interface {
+	ContainerStats(ctx context.Context, containerID string) (ContainerStats, error)
+}
+
+// ContainerStats is a point-in-time usage sample.
+type ContainerStats struct {
+	MemoryBytes uint64
+	CPUNanoSecs uint64
+	Timestamp   time.Time
+}
+
+// PodSandboxConfig describes the shared environment of a pod's containers.
+type PodSandboxConfig struct {
+	Name      string
+	Namespace string
+	UID       string
+	// Labels are stored with the sandbox and returned by ListContainers.
+	Labels map[string]string
+	// LogDirectory is where container log files of the pod go.
+	LogDirectory string
+	Hostname     string
+}
+
+// Mount is a host directory or file made visible inside a container.
+// For wasm containers it is a preopened directory.
+type Mount struct {
+	HostPath      string
+	ContainerPath string
+	ReadOnly      bool
+}
+
+// ContainerConfig describes one container.
+type ContainerConfig struct {
+	Name string
+	// Image is what to run: for wasm the path of a verified .wasm file on
+	// local disk, for oci an image reference the runtime has pulled.
+	Image      string
+	Command    []string
+	Args       []string
+	Env        []KeyValue
+	WorkingDir string
+	Mounts     []Mount
+	// LogPath is the file stdout and stderr go to (CRI log format), rotated
+	// by the runtime at LogMaxBytes keeping LogMaxFiles old files.
+	LogPath     string
+	LogMaxBytes int64
+	LogMaxFiles int
+	// MemoryLimitBytes is 0 for no limit.
+	MemoryLimitBytes int64
+	// CPUMilli is the CPU limit in millicores, 0 for none.
+	CPUMilli int64
+	// PidsLimit is 0 for no limit.
+	PidsLimit int64
+	Labels    map[string]string
+	Stdin     bool
+	TTY       bool
+}
+
+// KeyValue is one environment variable.
+type KeyValue struct {
+	Key   string
+	Value string
+}
+
+// ContainerState is where a container is in its life.
+type ContainerState int
+
+const (
+	StateCreated ContainerState = iota
+	StateRunning
+	StateExited
+	StateUnknown
+)
+
+func (s ContainerState) String() string {
+	switch s {
+	case StateCreated:
+		return "created"
+	case StateRunning:
+		return "running"
+	case StateExited:
+		return "exited"
+	}
+	return "unknown"
+}
+
+// ContainerStatus is what a runtime knows of one container.
+type ContainerStatus struct {
+	ID         string
+	SandboxID  string
+	Name       string
+	Image      string
+	State      ContainerState
+	CreatedAt  time.Time
+	StartedAt  time.Time
+	FinishedAt time.Time
+	ExitCode   int32
+	// Reason is set on exit: "Completed", "Error", "OOMKilled", "DeadlineExceeded".
+	Reason  string
+	Message string
+	Labels  map[string]string
+	LogPath string
+}
+
+// ContainerFilter narrows ListContainers; zero fields match everything.
+type ContainerFilter struct {
+	SandboxID string
+	State     *ContainerState
+	Labels    map[string]string
+}
+
+// Error classes. Runtimes wrap these so callers can tell them apart with errors.Is.
+var (
+	// ErrNotFound: no sandbox or container with that ID.
+	ErrNotFound = errors.New("not found")
+	// ErrInvalid: the configuration cannot be run (bad module, bad command).
+	ErrInvalid = errors.New("invalid configuration")
+	// ErrImage: the image or module is missing or unreadable.
+	ErrImage = errors.New("image error")
+	// ErrState: the call does not fit the container's state (start twice).
+	ErrState = errors.New("wrong state")
+	// ErrUnavailable: the runtime itself cannot work here (runc missing).
+	ErrUnavailable = errors.New("runtime unavailable")
+)
+
+// Exit reasons.
+const (
+	ReasonCompleted        = "Completed"
+	ReasonError            = "Error"
+	ReasonOOMKilled        = "OOMKilled"
+	ReasonDeadlineExceeded = "DeadlineExceeded"
+	ReasonKilled           = "Killed"
+)
