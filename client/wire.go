@@ -122,3 +122,14 @@ type LogsChunk struct {
 	EOF   bool         `json:"eof,omitempty"`
 	Error *StatusError `json:"error,omitempty"`
 }
+
+// Lease is a node's heartbeat, written by its agent under messaging.LeaseKey.
+// The control plane judges freshness by the server-side time of the KV
+// entry, never by RenewTime (devices may have no RTC).
+type Lease struct {
+	Node      string `json:"node"`
+	RenewTime string `json:"renewTime"`
+	// DurationSeconds is how long the agent means the lease to last.
+	DurationSeconds int    `json:"durationSeconds"`
+	AgentVersion    string `json:"agentVersion,omitempty"`
+}
