@@ -8,7 +8,9 @@ WASM_CC ?= clang
 WASM_CFLAGS ?= --target=wasm32-wasi --sysroot=/usr -O2 -Wall
 LDFLAGS := -s -w
 # Core packages run with the race detector.
-RACE_PKGS := ./manifests/... ./runtime/... ./messaging/... ./client/... ./controlplane/... ./edgeagent/... ./edgectl/...
+pkgs = $(strip $(foreach d,$(1),$(if $(wildcard $(d)/),./$(d)/...)))
+RACE_PKGS := $(call pkgs,manifests runtime messaging client controlplane edgeagent edgectl)
+OTHER_PKGS := $(call pkgs,cmd test wasm)
 
 .PHONY: all build wasm deps run stop test bench fmt vet clean cross
 
@@ -47,7 +49,7 @@ vet:
 ## test: install what is missing, then every test (race detector on the core packages)
 test: deps wasm fmt vet
 	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 15m ./cmd/... ./test/... ./wasm/...
+	$(if $(OTHER_PKGS),$(GO) test -count=1 -timeout 15m $(OTHER_PKGS))
 
 ## bench: Go benchmarks and harnesses that print figures
 bench: deps wasm build
