@@ -1,0 +1,368 @@
+// Command bench starts a real control plane and agent from bin/ and prints
+// figures: apply→Running latency of a wasm pod (with the raw wazero time
+// measured in the same run), API writes per second against raw JetStream KV
+// puts, resident memory of both daemons idle and loaded, and binary sizes.
+//
+// Run it with `make bench` (which builds bin/ and the test modules first).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/manifests"
+)
+
+func main() {
+	bin := flag.String("bin", "bin", "directory holding the three binaries")
+	wasmDir := flag.String("wasm", "wasm/build", "directory holding the built test modules")
+	pods := flag.Int("pods", 30, "apply→Running samples")
+	loaded := flag.Int("loaded", 20, "wasm pods running for the loaded memory figure")
+	writes := flag.Int("writes", 500, "API writes for the write-rate figure")
+	flag.Parse()
+	if err := run(*bin, *wasmDir, *pods, *loaded, *writes); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type daemon struct {
+	cmd *exec.Cmd
+	out *os.File
+}
+
+func start(logPath, name string, args ...string) (*daemon, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return &daemon{cmd: cmd, out: f}, nil
+}
+
+func (d *daemon) stop() {
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+	}
+	d.out.Close()
+}
+
+// rssKiB reads VmRSS of pid.
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return -1
+}
+
+func poll(ctx context.Context, every time.Duration, f func() error) error {
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-time.After(every):
+		}
+	}
+}
+
+func run(bin, wasmDir string, samples, loaded, writes int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	tmp, err := os.MkdirTemp("", "edge-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	fmt.Println("# binaries (stripped)")
+	for _, b := range []string{"edgectl", "edge-controlplane", "edge-agent"} {
+		st, err := os.Stat(filepath.Join(bin, b))
+		if err != nil {
+			return fmt.Errorf("binary %s: %w (run make build)", b, err)
+		}
+		fmt.Printf("%-20s %6.1f MB\n", b, float64(st.Size())/1e6)
+	}
+
+	cpLog := filepath.Join(tmp, "cp.log")
+	cp, err := start(cpLog, filepath.Join(bin, "edge-controlplane"), "--data-dir", filepath.Join(tmp, "cp"), "--listen", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer cp.stop()
+	var url string
+	if err := poll(ctx, 50*time.Millisecond, func() error {
+		f, _ := os.Open(cpLog)
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			for _, w := range strings.Fields(sc.Text()) {
+				if strings.HasPrefix(w, "nats://") {
+					url = w
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("control plane printed no URL")
+	}); err != nil {
+		return err
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	c := client.New(nc)
+
+	ag, err := start(filepath.Join(tmp, "agent.log"), filepath.Join(bin, "edge-agent"), "--server", url, "--node-name", "bench", "--data-dir", filepath.Join(tmp, "agent"), "--heartbeat-interval", "10s")
+	if err != nil {
+		return err
+	}
+	defer ag.stop()
+	if err := poll(ctx, 100*time.Millisecond, func() error {
+		obj, err := c.Get(ctx, "nodes", "", "bench")
+		if err != nil {
+			return err
+		}
+		for _, cond := range obj.(*manifests.Node).Status.Conditions {
+			if cond.Type == manifests.NodeReady && cond.Status == manifests.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("node not Ready")
+	}); err != nil {
+		return fmt.Errorf("wait node: %w", err)
+	}
+	time.Sleep(2 * time.Second) // let both daemons settle before the idle figure
+	fmt.Println("\n# resident memory (VmRSS), idle")
+	fmt.Printf("edge-controlplane    %6.1f MiB\n", float64(rssKiB(cp.cmd.Process.Pid))/1024)
+	fmt.Printf("edge-agent           %6.1f MiB\n", float64(rssKiB(ag.cmd.Process.Pid))/1024)
+
+	for _, m := range []string{"sleep", "exit"} {
+		f, err := os.Open(filepath.Join(wasmDir, m+".wasm"))
+		if err != nil {
+			return fmt.Errorf("module %s: %w (run make wasm)", m, err)
+		}
+		_, err = c.PushModule(ctx, m+":bench", f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("push %s: %w", m, err)
+		}
+	}
+
+	// apply → Running, one pod at a time; the module is in the agent's
+	// cache after the first sample, which is dropped.
+	events, err := c.Watch(ctx, "pods", "default", "bench=latency")
+	if err != nil {
+		return err
+	}
+	running := map[string]time.Time{}
+	waitRunning := func(name string) (time.Time, error) {
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer wcancel()
+		for {
+			if t, ok := running[name]; ok {
+				return t, nil
+			}
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return time.Time{}, fmt.Errorf("watch ended")
+				}
+				p, ok := ev.Object.(*manifests.Pod)
+				if ok && p.Status.Phase == manifests.PodRunning {
+					if _, seen := running[p.Name]; !seen {
+						running[p.Name] = time.Now()
+					}
+				}
+			case <-wctx.Done():
+				return time.Time{}, fmt.Errorf("pod %s not Running: %w", name, wctx.Err())
+			}
+		}
+	}
+	var lat []time.Duration
+	for i := 0; i <= samples; i++ {
+		name := fmt.Sprintf("lat-%d", i)
+		pod := podManifest(name, "sleep:bench", map[string]string{"bench": "latency"})
+		t0 := time.Now()
+		if _, _, err := c.ApplyRaw(ctx, pod, false); err != nil {
+			return fmt.Errorf("apply %s: %w", name, err)
+		}
+		t1, err := waitRunning(name)
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			lat = append(lat, t1.Sub(t0))
+		}
+		if _, err := c.Delete(ctx, "pods", "default", name); err != nil {
+			return err
+		}
+	}
+	raw, err := rawWazero(ctx, filepath.Join(wasmDir, "exit.wasm"), samples)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n# apply → Running, wasm pod, module cached (%d samples)\n", len(lat))
+	fmt.Printf("edgeorch             median %8s  p99 %8s\n", pct(lat, 50), pct(lat, 99))
+	fmt.Printf("raw wazero instantiate+run (same module cache, in process) median %s p99 %s\n", pct(raw, 50), pct(raw, 99))
+
+	// Loaded agent.
+	for i := 0; i < loaded; i++ {
+		if _, _, err := c.ApplyRaw(ctx, podManifest(fmt.Sprintf("load-%d", i), "sleep:bench", map[string]string{"bench": "load"}), false); err != nil {
+			return err
+		}
+	}
+	if err := poll(ctx, 200*time.Millisecond, func() error {
+		items, _, err := c.List(ctx, "pods", "default", "bench=load")
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, o := range items {
+			if o.(*manifests.Pod).Status.Phase == manifests.PodRunning {
+				n++
+			}
+		}
+		if n < loaded {
+			return fmt.Errorf("%d/%d running", n, loaded)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	time.Sleep(2 * time.Second)
+	fmt.Printf("\n# resident memory (VmRSS), %d wasm pods running\n", loaded)
+	fmt.Printf("edge-controlplane    %6.1f MiB\n", float64(rssKiB(cp.cmd.Process.Pid))/1024)
+	fmt.Printf("edge-agent           %6.1f MiB\n", float64(rssKiB(ag.cmd.Process.Pid))/1024)
+
+	// API writes (sync on every write, the default) against raw KV puts.
+	t0 := time.Now()
+	for i := 0; i < writes; i++ {
+		cm := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"w-%d"},"data":{"k":"v"}}`, i)
+		if _, _, err := c.ApplyRaw(ctx, json.RawMessage(cm), false); err != nil {
+			return err
+		}
+	}
+	apiRate := float64(writes) / time.Since(t0).Seconds()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench-raw"})
+	if err != nil {
+		return err
+	}
+	val := []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"w"},"data":{"k":"v"}}`)
+	t0 = time.Now()
+	for i := 0; i < writes; i++ {
+		if _, err := kv.Put(ctx, fmt.Sprintf("k%d", i), val); err != nil {
+			return err
+		}
+	}
+	rawRate := float64(writes) / time.Since(t0).Seconds()
+	js.DeleteKeyValue(ctx, "bench-raw")
+	fmt.Printf("\n# writes, one writer, sync on every write (%d each)\n", writes)
+	fmt.Printf("edgectl-equivalent API apply  %8.0f/s\n", apiRate)
+	fmt.Printf("raw JetStream KV put          %8.0f/s  (API at %.0f%% of raw)\n", rawRate, 100*apiRate/rawRate)
+	return nil
+}
+
+func podManifest(name, image string, labels map[string]string) json.RawMessage {
+	pod := map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{"name": name, "labels": labels},
+		"spec": map[string]any{
+			"runtimeClassName": "wasm",
+			"containers": []any{map[string]any{
+				"name": "c", "image": image,
+				"resources": map[string]any{"limits": map[string]any{"memory": "8Mi"}},
+			}},
+		},
+	}
+	b, _ := json.Marshal(pod)
+	return b
+}
+
+// rawWazero times instantiate+run of a module that exits at once, with a
+// warm compilation, the floor for a wasm pod start.
+func rawWazero(ctx context.Context, path string, n int) ([]time.Duration, error) {
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, r)
+	cm, err := r.CompileModule(ctx, bin)
+	if err != nil {
+		return nil, err
+	}
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		t0 := time.Now()
+		mod, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithArgs("exit", "0").WithName(""))
+		if err != nil {
+			if ee, ok := err.(*sys.ExitError); !ok || ee.ExitCode() != 0 {
+				return nil, fmt.Errorf("raw wazero: %w", err)
+			}
+		}
+		out = append(out, time.Since(t0))
+		if mod != nil {
+			mod.Close(ctx)
+		}
+	}
+	return out, nil
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[i].Round(10 * time.Microsecond)
+}
