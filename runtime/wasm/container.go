@@ -1,0 +1,260 @@
+package wasm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/edgeorch/edgeorch/runtime"
+	"github.com/edgeorch/edgeorch/runtime/logfile"
+)
+
+// Exit codes reported for containers the runtime ended.
+const (
+	exitKilled = 137 // 128 + SIGKILL, as for a killed process
+	exitTrap   = 1
+)
+
+type container struct {
+	id        string
+	sandboxID string
+	cfg       runtime.ContainerConfig
+	logPath   string
+	labels    map[string]string
+	mod       *compiled
+	created   time.Time
+
+	mu       sync.Mutex
+	state    runtime.ContainerState
+	started  time.Time
+	finished time.Time
+	exitCode int32
+	reason   string
+	message  string
+	stopping bool
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the module has ended
+	memory   *memoryLimiter
+}
+
+func (c *container) status() runtime.ContainerStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return runtime.ContainerStatus{
+		ID:         c.id,
+		SandboxID:  c.sandboxID,
+		Name:       c.cfg.Name,
+		Image:      c.cfg.Image,
+		State:      c.state,
+		CreatedAt:  c.created,
+		StartedAt:  c.started,
+		FinishedAt: c.finished,
+		ExitCode:   c.exitCode,
+		Reason:     c.reason,
+		Message:    c.message,
+		Labels:     maps.Clone(c.labels),
+		LogPath:    c.logPath,
+	}
+}
+
+func (c *container) stats() runtime.ContainerStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := runtime.ContainerStats{Timestamp: time.Now()}
+	if c.memory != nil && c.state == runtime.StateRunning {
+		st.MemoryBytes = c.memory.size.Load()
+	}
+	return st
+}
+
+// args is argv: Command then Args, or the container name then Args.
+func (c *container) args() []string {
+	if len(c.cfg.Command) > 0 {
+		return append(append([]string(nil), c.cfg.Command...), c.cfg.Args...)
+	}
+	return append([]string{c.cfg.Name}, c.cfg.Args...)
+}
+
+func (c *container) start(ctx context.Context, rt wazero.Runtime) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != runtime.StateCreated {
+		return fmt.Errorf("%w: container is %s", runtime.ErrState, c.state)
+	}
+	var (
+		logs   *logfile.Writer
+		stdout io.Writer = io.Discard
+		stderr io.Writer = io.Discard
+	)
+	if c.logPath != "" {
+		if err := os.MkdirAll(filepath.Dir(c.logPath), 0o750); err != nil {
+			return fmt.Errorf("log directory: %w", err)
+		}
+		w, err := logfile.Open(c.logPath, c.cfg.LogMaxBytes, c.cfg.LogMaxFiles)
+		if err != nil {
+			return err
+		}
+		logs, stdout, stderr = w, w.Stream(logfile.Stdout), w.Stream(logfile.Stderr)
+	}
+	limiter := &memoryLimiter{limit: limitBytes(c.cfg.MemoryLimitBytes)}
+	if need := minMemoryBytes(c.mod.mod); limiter.limit > 0 && need > limiter.limit {
+		// The module cannot even be instantiated within the limit.
+		now := time.Now()
+		c.state, c.started, c.finished = runtime.StateExited, now, now
+		c.exitCode, c.reason = exitKilled, runtime.ReasonOOMKilled
+		c.message = fmt.Sprintf("module needs %d bytes of initial memory, limit is %d", need, limiter.limit)
+		fmt.Fprintln(stderr, c.message)
+		if logs != nil {
+			_ = logs.Close()
+		}
+		return nil
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	fsCfg := wazero.NewFSConfig()
+	for _, m := range c.cfg.Mounts {
+		if m.ReadOnly {
+			fsCfg = fsCfg.WithReadOnlyDirMount(m.HostPath, m.ContainerPath)
+		} else {
+			fsCfg = fsCfg.WithDirMount(m.HostPath, m.ContainerPath)
+		}
+	}
+	modCfg := wazero.NewModuleConfig().
+		WithName(c.id).
+		WithArgs(c.args()...).
+		WithStdout(stdout).
+		WithStderr(stderr).
+		WithFSConfig(fsCfg).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithNanosleep(func(ns int64) {
+			// Sleep, but wake up when stopped so the module can be closed.
+			t := time.NewTimer(time.Duration(ns))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-runCtx.Done():
+			}
+		}).
+		WithRandSource(rand.Reader)
+	for _, kv := range c.cfg.Env {
+		modCfg = modCfg.WithEnv(kv.Key, kv.Value)
+	}
+	c.state = runtime.StateRunning
+	c.started = time.Now()
+	c.cancel = cancel
+	c.memory = limiter
+	c.done = make(chan struct{})
+	go c.run(experimental.WithMemoryAllocator(runCtx, limiter), rt, modCfg, logs)
+	return nil
+}
+
+// minMemoryBytes is the initial memory the module defines or imports.
+func minMemoryBytes(mod wazero.CompiledModule) uint64 {
+	var pages uint32
+	for _, m := range mod.ImportedMemories() {
+		pages = max(pages, m.Min())
+	}
+	for _, m := range mod.ExportedMemories() {
+		pages = max(pages, m.Min())
+	}
+	return uint64(pages) * pageSize
+}
+
+// run instantiates the module, which runs its _start function, and records
+// how it ended.
+func (c *container) run(ctx context.Context, rt wazero.Runtime, modCfg wazero.ModuleConfig, logs *logfile.Writer) {
+	var err error
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("runtime panic: %v", p)
+			}
+		}()
+		mod, ierr := rt.InstantiateModule(ctx, c.mod.mod, modCfg)
+		if mod != nil {
+			_ = mod.Close(context.Background())
+		}
+		err = ierr
+	}()
+	if logs != nil {
+		_ = logs.Close()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cancel()
+	c.finished = time.Now()
+	c.state = runtime.StateExited
+	c.exitCode, c.reason, c.message = classify(err, c.stopping, c.memory.refused.Load())
+	close(c.done)
+}
+
+// classify maps how a module ended to exit code, reason and message.
+func classify(err error, stopped, memoryRefused bool) (int32, string, string) {
+	var exit *sys.ExitError
+	isExit := errors.As(err, &exit)
+	switch {
+	case stopped && (err != nil && (!isExit || exit.ExitCode() == sys.ExitCodeContextCanceled)):
+		return exitKilled, runtime.ReasonKilled, "stopped"
+	case err == nil:
+		return 0, runtime.ReasonCompleted, ""
+	case memoryRefused && (!isExit || exit.ExitCode() != 0):
+		return exitKilled, runtime.ReasonOOMKilled, "memory limit reached: " + trapMessage(err)
+	case isExit:
+		code := int32(exit.ExitCode())
+		if code == 0 {
+			return 0, runtime.ReasonCompleted, ""
+		}
+		return code, runtime.ReasonError, ""
+	}
+	return exitTrap, runtime.ReasonError, trapMessage(err)
+}
+
+// trapMessage is the first line of the error ("wasm error: unreachable"),
+// without wazero's module and function prefix and stack trace.
+func trapMessage(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	if _, rest, ok := strings.Cut(s, "] failed: "); ok && strings.HasPrefix(s, "module[") {
+		s = rest
+	}
+	return s
+}
+
+// stop cancels a running module and waits for it to end (bounded by ctx). A
+// container that never started is marked exited; stopping an exited one is
+// a no-op.
+func (c *container) stop(ctx context.Context) error {
+	c.mu.Lock()
+	switch c.state {
+	case runtime.StateCreated:
+		now := time.Now()
+		c.state, c.started, c.finished = runtime.StateExited, now, now
+		c.exitCode, c.reason, c.message = exitKilled, runtime.ReasonKilled, "stopped before it started"
+		c.mu.Unlock()
+		return nil
+	case runtime.StateExited:
+		c.mu.Unlock()
+		return nil
+	}
+	c.stopping = true
+	c.cancel()
+	done := c.done
+	c.mu.Unlock()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for module to end: %w", ctx.Err())
+	}
+}

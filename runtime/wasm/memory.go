@@ -1,0 +1,77 @@
+package wasm
+
+import (
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// pageSize is the size of one WebAssembly memory page.
+const pageSize = 65536
+
+// memoryLimiter allocates a container's linear memory and refuses to grow it
+// past a limit, remembering that it did so (to report OOMKilled). One
+// limiter serves one module instance.
+type memoryLimiter struct {
+	limit   uint64 // bytes; 0 = only the module's own maximum
+	size    atomic.Uint64
+	refused atomic.Bool
+}
+
+// limitBytes turns a container memory limit into whole pages (rounded down,
+// at least one page).
+func limitBytes(memoryLimitBytes int64) uint64 {
+	if memoryLimitBytes <= 0 {
+		return 0
+	}
+	pages := uint64(memoryLimitBytes) / pageSize
+	if pages == 0 {
+		pages = 1
+	}
+	return pages * pageSize
+}
+
+// Allocate implements experimental.MemoryAllocator.
+func (l *memoryLimiter) Allocate(capacity, max uint64) experimental.LinearMemory {
+	limit := max
+	if l.limit > 0 && l.limit < limit {
+		limit = l.limit
+	}
+	if capacity > limit {
+		capacity = limit
+	}
+	return &linearMemory{l: l, limit: limit, initialCap: capacity}
+}
+
+type linearMemory struct {
+	l          *memoryLimiter
+	limit      uint64
+	initialCap uint64
+	buf        []byte
+}
+
+// Reallocate implements experimental.LinearMemory. Growth beyond the limit
+// returns nil, which the module sees as a failed memory.grow.
+func (m *linearMemory) Reallocate(size uint64) []byte {
+	if size > m.limit {
+		m.l.refused.Store(true)
+		return nil
+	}
+	if size <= uint64(cap(m.buf)) {
+		// Bytes between len and cap were zeroed by make and never exposed.
+		m.buf = m.buf[:size]
+	} else {
+		newCap := max(size, 2*uint64(cap(m.buf)), m.initialCap)
+		newCap = min(newCap, m.limit)
+		buf := make([]byte, size, newCap)
+		copy(buf, m.buf)
+		m.buf = buf
+	}
+	m.l.size.Store(size)
+	return m.buf
+}
+
+// Free implements experimental.LinearMemory.
+func (m *linearMemory) Free() {
+	m.buf = nil
+}
