@@ -175,7 +175,14 @@ func (c *Client) Watch(ctx context.Context, resource, namespace, selector string
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: subscribe: %w", k.Resource, err)
 	}
-	if err := c.nc.FlushWithContext(ctx); err != nil {
+	// FlushWithContext needs a deadline; ctx (the watch's lifetime) may have none.
+	fctx, fcancel := ctx, context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		fctx, fcancel = context.WithTimeout(ctx, defaultTimeout)
+	}
+	err = c.nc.FlushWithContext(fctx)
+	fcancel()
+	if err != nil {
 		sub.Unsubscribe()
 		return nil, fmt.Errorf("watch %s: flush: %w", k.Resource, err)
 	}

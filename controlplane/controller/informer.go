@@ -1,0 +1,210 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/controlplane/store"
+	"github.com/edgeorch/edgeorch/manifests"
+)
+
+// Watcher is what an informer needs of the store.
+type Watcher interface {
+	Watch(ctx context.Context, resource, namespace string) (<-chan store.Event, error)
+}
+
+// Handler is told of every change the informer applies to its cache: old
+// is nil for an addition, new is nil for a deletion. Both are cached
+// objects: read them, never modify them. Handlers run on the informer's
+// goroutine and should only queue keys.
+type Handler func(old, new manifests.Object)
+
+// Informer keeps an in-memory copy of every object of one resource, fed
+// by a store watch. Objects it hands out are shared and read-only.
+type Informer struct {
+	w        Watcher
+	resource string
+
+	mu       sync.RWMutex
+	items    map[string]manifests.Object
+	handlers []Handler
+	synced   chan struct{}
+	once     sync.Once
+}
+
+// NewInformer returns an informer of resource (e.g. "pods") across all
+// namespaces. Call Run to start it.
+func NewInformer(w Watcher, resource string) *Informer {
+	return &Informer{w: w, resource: resource, items: map[string]manifests.Object{}, synced: make(chan struct{})}
+}
+
+// Key is the cache key of obj: "namespace/name", or "name" when it is
+// cluster-scoped.
+func Key(obj manifests.Object) string {
+	m := obj.GetObjectMeta()
+	if m.Namespace == "" {
+		return m.Name
+	}
+	return m.Namespace + "/" + m.Name
+}
+
+// SplitKey reverses Key.
+func SplitKey(key string) (namespace, name string) {
+	if i := strings.IndexByte(key, '/'); i >= 0 {
+		return key[:i], key[i+1:]
+	}
+	return "", key
+}
+
+// AddHandler registers h. Register handlers before Run.
+func (i *Informer) AddHandler(h Handler) {
+	i.mu.Lock()
+	i.handlers = append(i.handlers, h)
+	i.mu.Unlock()
+}
+
+// HasSynced reports whether the cache has held the complete state once.
+func (i *Informer) HasSynced() bool {
+	select {
+	case <-i.synced:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitForSync blocks until the cache is synced or ctx is done.
+func (i *Informer) WaitForSync(ctx context.Context) error {
+	select {
+	case <-i.synced:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("wait for %s cache: %w", i.resource, ctx.Err())
+	}
+}
+
+// Get returns the cached object under key.
+func (i *Informer) Get(key string) (manifests.Object, bool) {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	o, ok := i.items[key]
+	return o, ok
+}
+
+// List returns the cached objects whose labels match sel, ordered by key.
+func (i *Informer) List(sel manifests.Selector) []manifests.Object {
+	i.mu.RLock()
+	keys := make([]string, 0, len(i.items))
+	for k, o := range i.items {
+		if sel.Matches(o.GetObjectMeta().Labels) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	out := make([]manifests.Object, len(keys))
+	for n, k := range keys {
+		out[n] = i.items[k]
+	}
+	i.mu.RUnlock()
+	return out
+}
+
+// Run watches the store until ctx is done. If the watch ends early it is
+// restarted; objects that disappeared meanwhile are reported as deleted.
+func (i *Informer) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := i.watchOnce(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		slog.WarnContext(ctx, "informer watch ended, restarting", "resource", i.resource, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+	return nil
+}
+
+func (i *Informer) watchOnce(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := i.w.Watch(ctx, i.resource, "")
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", i.resource, err)
+	}
+	seen := map[string]bool{} // keys listed before Synced, to drop stale ones
+	listing := true
+	for ev := range ch {
+		if ev.Type == store.Synced {
+			if listing {
+				i.dropUnseen(seen)
+				listing = false
+				i.once.Do(func() { close(i.synced) })
+			}
+			continue
+		}
+		if ev.Object == nil {
+			continue
+		}
+		key := Key(ev.Object)
+		if ev.Type == client.Deleted {
+			i.apply(key, nil)
+			continue
+		}
+		if listing {
+			seen[key] = true
+		}
+		i.apply(key, ev.Object)
+	}
+	return fmt.Errorf("watch %s: channel closed", i.resource)
+}
+
+// apply stores obj under key (deletes it when obj is nil) and notifies.
+func (i *Informer) apply(key string, obj manifests.Object) {
+	i.mu.Lock()
+	old, had := i.items[key]
+	if obj == nil {
+		if !had {
+			i.mu.Unlock()
+			return
+		}
+		delete(i.items, key)
+	} else {
+		if had && old.GetObjectMeta().ResourceVersion == obj.GetObjectMeta().ResourceVersion {
+			i.mu.Unlock()
+			return // replayed by a restarted watch
+		}
+		i.items[key] = obj
+	}
+	hs := i.handlers
+	i.mu.Unlock()
+	if !had {
+		old = nil
+	}
+	for _, h := range hs {
+		h(old, obj)
+	}
+}
+
+func (i *Informer) dropUnseen(seen map[string]bool) {
+	i.mu.RLock()
+	var gone []string
+	for k := range i.items {
+		if !seen[k] {
+			gone = append(gone, k)
+		}
+	}
+	i.mu.RUnlock()
+	for _, k := range gone {
+		i.apply(k, nil)
+	}
+}

@@ -1,0 +1,170 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/edgeorch/edgeorch/controlplane/controller"
+	"github.com/edgeorch/edgeorch/controlplane/controller/controllertest"
+	"github.com/edgeorch/edgeorch/manifests"
+)
+
+// cache is a fixture Lister.
+type cache map[string]manifests.Object
+
+func (c cache) Get(key string) (manifests.Object, bool) { o, ok := c[key]; return o, ok }
+func (c cache) List(manifests.Selector) []manifests.Object {
+	var out []manifests.Object
+	for _, o := range c {
+		out = append(out, o)
+	}
+	return out
+}
+
+type event struct{ typ, reason, msg string }
+
+type fakeRecorder struct {
+	mu     sync.Mutex
+	events []event
+}
+
+func (r *fakeRecorder) Eventf(_ context.Context, _ manifests.Object, typ, reason, format string, args ...any) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, event{typ, reason, fmt.Sprintf(format, args...)})
+	return nil
+}
+
+func storedPod(t *testing.T, st interface {
+	Get(context.Context, string, string, string) (manifests.Object, error)
+}, name string) *manifests.Pod {
+	t.Helper()
+	o, err := st.Get(context.Background(), "pods", "default", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.(*manifests.Pod)
+}
+
+func TestControllerSync(t *testing.T) {
+	env := controllertest.Start(t)
+	ctx := context.Background()
+	create := func(p *manifests.Pod) *manifests.Pod {
+		p.APIVersion, p.Kind = "v1", "Pod"
+		o, err := env.Store.Create(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.(*manifests.Pod)
+	}
+	pods := cache{}
+	nodes := cache{
+		"a": node("a", labels("site", "a"), alloc("1", "100Mi", "10")),
+		"b": node("b", labels("site", "b"), alloc("1", "100Mi", "10")),
+	}
+	rec := &fakeRecorder{}
+	c := NewController(env.Store, pods, nodes, rec)
+
+	// Binds to the node the selector picks, with PodScheduled True.
+	p := create(pod("p1", selector("site", "b"), requests("", "60Mi")))
+	pods["default/p1"] = p
+	if err := c.Sync(ctx, "default/p1"); err != nil {
+		t.Fatal(err)
+	}
+	got := storedPod(t, env.Store, "p1")
+	if got.Spec.NodeName != "b" {
+		t.Fatalf("bound to %q, want b", got.Spec.NodeName)
+	}
+	if cond := condition(got.Status, manifests.PodScheduled); cond == nil || cond.Status != manifests.ConditionTrue {
+		t.Fatalf("PodScheduled = %+v", cond)
+	}
+	if len(rec.events) != 1 || rec.events[0] != (event{manifests.EventNormal, EventScheduled, "Successfully assigned default/p1 to b"}) {
+		t.Fatalf("events %+v", rec.events)
+	}
+
+	// The cache does not show p1 bound yet: the binding is still counted,
+	// so the next 60Mi pod for site b does not fit.
+	p2 := create(pod("p2", selector("site", "b"), requests("", "60Mi")))
+	pods["default/p2"] = p2
+	err := c.Sync(ctx, "default/p2")
+	if !errors.Is(err, controller.ErrRetry) {
+		t.Fatalf("Sync(p2) = %v, want ErrRetry", err)
+	}
+	want := "0/2 nodes are available: 1 Insufficient memory, 1 node(s) didn't match Pod's node affinity/selector."
+	got = storedPod(t, env.Store, "p2")
+	cond := condition(got.Status, manifests.PodScheduled)
+	if got.Spec.NodeName != "" || cond == nil || cond.Status != manifests.ConditionFalse || cond.Reason != ReasonUnschedulable || cond.Message != want {
+		t.Fatalf("p2: node %q PodScheduled %+v", got.Spec.NodeName, cond)
+	}
+	if got.Status.Phase != manifests.PodPending {
+		t.Fatalf("p2 phase %q", got.Status.Phase)
+	}
+	if n := len(rec.events); n != 2 || rec.events[1] != (event{manifests.EventWarning, EventFailedScheduling, want}) {
+		t.Fatalf("events %+v", rec.events)
+	}
+
+	// Retrying with the same outcome writes nothing and records nothing.
+	pods["default/p2"] = got
+	if err := c.Sync(ctx, "default/p2"); !errors.Is(err, controller.ErrRetry) {
+		t.Fatalf("retry: %v", err)
+	}
+	if again := storedPod(t, env.Store, "p2"); again.ResourceVersion != got.ResourceVersion || len(rec.events) != 2 {
+		t.Fatalf("an unchanged failure was written again (rv %s -> %s, %d events)", got.ResourceVersion, again.ResourceVersion, len(rec.events))
+	}
+
+	// p1 goes away: p2 fits now.
+	gone := pods["default/p1"]
+	delete(pods, "default/p1") // the informer updates its cache, then calls handlers
+	c.PodChanged(gone, nil)
+	if c.queue.Len() != 1 {
+		t.Fatalf("deleting a bound pod queued %d pods, want p2", c.queue.Len())
+	}
+	if err := c.Sync(ctx, "default/p2"); err != nil {
+		t.Fatal(err)
+	}
+	if got = storedPod(t, env.Store, "p2"); got.Spec.NodeName != "b" {
+		t.Fatalf("p2 on %q after p1 left", got.Spec.NodeName)
+	}
+	if cond := condition(got.Status, manifests.PodScheduled); cond.Status != manifests.ConditionTrue || cond.Message != "" {
+		t.Fatalf("PodScheduled after binding: %+v", cond)
+	}
+
+	// Bound pods, other schedulers' pods and missing pods are left alone.
+	pods["default/p2"] = got
+	other := create(pod("p3"))
+	other.Spec.SchedulerName = "someone-else"
+	pods["default/p3"] = other
+	for _, k := range []string{"default/p2", "default/p3", "default/nope"} {
+		if err := c.Sync(ctx, k); err != nil {
+			t.Fatalf("Sync(%s): %v", k, err)
+		}
+	}
+	if got := storedPod(t, env.Store, "p3"); got.Spec.NodeName != "" {
+		t.Fatalf("p3 of another scheduler bound to %q", got.Spec.NodeName)
+	}
+
+	// A stale cached pod: the CAS fails and the error is returned for a retry.
+	p4 := create(pod("p4"))
+	fresh, _ := controller.Copy(p4)
+	fresh.Labels = map[string]string{"x": "y"}
+	if _, err := env.Store.Update(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	pods["default/p4"] = p4
+	if err := c.Sync(ctx, "default/p4"); err == nil || errors.Is(err, controller.ErrRetry) {
+		t.Fatalf("Sync with a stale pod = %v, want a conflict", err)
+	}
+}
+
+func TestNodeChangeRequeuesPending(t *testing.T) {
+	pods := cache{"default/p": pod("p"), "default/bound": pod("bound")}
+	pods["default/bound"].(*manifests.Pod).Spec.NodeName = "a"
+	c := NewController(nil, pods, cache{}, nil)
+	c.NodeChanged(nil, node("a"))
+	if c.queue.Len() != 1 {
+		t.Fatalf("queued %d, want only the pending pod", c.queue.Len())
+	}
+}

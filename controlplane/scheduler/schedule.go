@@ -1,0 +1,337 @@
+// Package scheduler places pods on nodes: a pure placement function
+// (Schedule: filter, then score) and a controller that binds unscheduled
+// pods with a compare-and-swap of spec.nodeName.
+package scheduler
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/edgeorch/edgeorch/manifests"
+)
+
+// Reasons a node is filtered out, worded as the Kubernetes scheduler words them.
+const (
+	ReasonNotReady          = "node(s) were not ready"
+	ReasonNodeUnschedulable = "node(s) were unschedulable"
+	ReasonAffinity          = "node(s) didn't match Pod's node affinity/selector"
+	ReasonTooManyPods       = "Too many pods"
+)
+
+// TaintUnschedulable is the taint kube-style tolerations use to ignore
+// spec.unschedulable.
+const TaintUnschedulable = "node.kubernetes.io/unschedulable"
+
+// FitError says why no node fits a pod: for each reason, on how many nodes.
+type FitError struct {
+	NumNodes int
+	Reasons  map[string]int
+}
+
+// Error renders the Kubernetes scheduler's message, e.g.
+// "0/5 nodes are available: 3 Insufficient memory, 2 node(s) didn't match Pod's node affinity/selector."
+// Reasons are ordered by count (highest first), then alphabetically.
+func (e *FitError) Error() string {
+	type rc struct {
+		reason string
+		n      int
+	}
+	var rs []rc
+	for r, n := range e.Reasons {
+		rs = append(rs, rc{r, n})
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].n != rs[j].n {
+			return rs[i].n > rs[j].n
+		}
+		return rs[i].reason < rs[j].reason
+	})
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%d %s", r.n, r.reason)
+	}
+	msg := fmt.Sprintf("0/%d nodes are available", e.NumNodes)
+	if len(parts) > 0 {
+		msg += ": " + strings.Join(parts, ", ")
+	}
+	return msg + "."
+}
+
+// Schedule picks the node for pod among nodes. podsOnNodes lists the pods
+// already bound to each node (by node name); pods that have ended
+// (Succeeded, Failed) and pod itself are ignored. It returns the chosen
+// node's name, or a FitError when no node passes the filters. Schedule
+// does not modify its arguments and is deterministic: equal scores are
+// broken by node name.
+func Schedule(pod *manifests.Pod, nodes []*manifests.Node, podsOnNodes map[string][]*manifests.Pod) (string, *FitError) {
+	req := podRequests(pod)
+	fe := &FitError{NumNodes: len(nodes), Reasons: map[string]int{}}
+	var feasible []candidate
+	for _, n := range nodes {
+		others := activePods(pod, podsOnNodes[n.Name])
+		reasons, alloc, used := filter(pod, req, n, others)
+		if len(reasons) > 0 {
+			for _, r := range reasons {
+				fe.Reasons[r]++
+			}
+			continue
+		}
+		feasible = append(feasible, candidate{node: n, pods: others, alloc: alloc, used: used})
+	}
+	if len(feasible) == 0 {
+		return "", fe
+	}
+	return pickBest(pod, req, feasible), nil
+}
+
+type candidate struct {
+	node        *manifests.Node
+	pods        []*manifests.Pod
+	alloc, used resources
+	// scores
+	least, affinity, spread float64
+}
+
+func activePods(pod *manifests.Pod, pods []*manifests.Pod) []*manifests.Pod {
+	var out []*manifests.Pod
+	for _, p := range pods {
+		if p.Status.Phase == manifests.PodSucceeded || p.Status.Phase == manifests.PodFailed {
+			continue
+		}
+		if p.Namespace == pod.Namespace && p.Name == pod.Name {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// filter returns why node cannot run pod; nil when it can. Like the
+// Kubernetes scheduler it stops at the first failing check (the resource
+// check may report several resources at once). When it gets that far it
+// also returns what node offers and what the others use.
+func filter(pod *manifests.Pod, req resources, node *manifests.Node, others []*manifests.Pod) (reasons []string, alloc, used resources) {
+	if !IsNodeReady(node) {
+		return []string{ReasonNotReady}, alloc, used
+	}
+	if node.Spec.Unschedulable && !tolerates(pod.Spec.Tolerations, manifests.Taint{Key: TaintUnschedulable, Effect: "NoSchedule"}) {
+		return []string{ReasonNodeUnschedulable}, alloc, used
+	}
+	if h := RuntimeHandler(pod); !hasHandler(node, h) {
+		return []string{fmt.Sprintf("node(s) didn't have runtime handler %s", h)}, alloc, used
+	}
+	if !matchesNodeSelector(pod, node.Labels) {
+		return []string{ReasonAffinity}, alloc, used
+	}
+	for _, t := range node.Spec.Taints {
+		if t.Effect != "NoSchedule" && t.Effect != "NoExecute" {
+			continue
+		}
+		if !tolerates(pod.Spec.Tolerations, t) {
+			return []string{fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.Key, t.Value)}, alloc, used
+		}
+	}
+	alloc, used = allocatable(node), sumRequests(others)
+	return fitResources(req, alloc, used), alloc, used
+}
+
+// IsNodeReady reports whether node's Ready condition is True.
+func IsNodeReady(node *manifests.Node) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == manifests.NodeReady {
+			return c.Status == manifests.ConditionTrue
+		}
+	}
+	return false
+}
+
+// RuntimeHandler is the node runtime handler pod needs: its
+// runtimeClassName, or "oci" when it has none.
+func RuntimeHandler(pod *manifests.Pod) string {
+	if rc := pod.Spec.RuntimeClassName; rc != nil && *rc != "" {
+		return *rc
+	}
+	return manifests.RuntimeOCI
+}
+
+func hasHandler(node *manifests.Node, name string) bool {
+	for _, h := range node.Status.RuntimeHandlers {
+		if h.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func matchesNodeSelector(pod *manifests.Pod, labels map[string]string) bool {
+	for k, v := range pod.Spec.NodeSelector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	aff := pod.Spec.Affinity
+	if aff == nil || aff.NodeAffinity == nil || aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return true
+	}
+	// Terms are ORed; no term means no node matches.
+	for _, term := range aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+		if matchesTerm(term, labels) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchesTerm ANDs the expressions of term; an empty term matches nothing.
+func matchesTerm(term manifests.NodeSelectorTerm, labels map[string]string) bool {
+	if len(term.MatchExpressions) == 0 {
+		return false
+	}
+	for _, r := range term.MatchExpressions {
+		if !matchesRequirement(r, labels) {
+			return false
+		}
+	}
+	return true
+}
+
+func matchesRequirement(r manifests.NodeSelectorRequirement, labels map[string]string) bool {
+	v, ok := labels[r.Key]
+	switch r.Operator {
+	case "In":
+		return ok && contains(r.Values, v)
+	case "NotIn":
+		return !ok || !contains(r.Values, v)
+	case "Exists":
+		return ok
+	case "DoesNotExist":
+		return !ok
+	case "Gt", "Lt":
+		if !ok || len(r.Values) != 1 {
+			return false
+		}
+		var have, want int64
+		if _, err := fmt.Sscan(v, &have); err != nil {
+			return false
+		}
+		if _, err := fmt.Sscan(r.Values[0], &want); err != nil {
+			return false
+		}
+		if r.Operator == "Gt" {
+			return have > want
+		}
+		return have < want
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// tolerates reports whether one of tols tolerates taint.
+func tolerates(tols []manifests.Toleration, taint manifests.Taint) bool {
+	for _, t := range tols {
+		if t.Effect != "" && t.Effect != taint.Effect {
+			continue
+		}
+		switch t.Operator {
+		case "Exists":
+			if t.Key == "" || t.Key == taint.Key {
+				return true
+			}
+		case "", "Equal":
+			if t.Key == taint.Key && t.Value == taint.Value {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pickBest scores the feasible nodes and returns the best one's name.
+// Scores, each 0..100: least requested (cpu and memory), preferred node
+// affinity (normalised to the best node), spread (fewest pods of the same
+// owner, or with the same labels when the pod has no controller).
+func pickBest(pod *manifests.Pod, req resources, cs []candidate) string {
+	var maxAff, maxSame float64
+	same := make([]float64, len(cs))
+	for i := range cs {
+		c := &cs[i]
+		c.least = leastRequested(req, c.alloc, c.used)
+		c.affinity = preferredAffinity(pod, c.node.Labels)
+		maxAff = max(maxAff, c.affinity)
+		same[i] = float64(countSimilar(pod, c.pods))
+		maxSame = max(maxSame, same[i])
+	}
+	best := -1
+	var bestScore float64
+	for i := range cs {
+		c := &cs[i]
+		if maxAff > 0 {
+			c.affinity = c.affinity * 100 / maxAff
+		}
+		c.spread = 100
+		if maxSame > 0 {
+			c.spread = (maxSame - same[i]) * 100 / maxSame
+		}
+		score := c.least + c.affinity + c.spread
+		if best < 0 || score > bestScore || (score == bestScore && c.node.Name < cs[best].node.Name) {
+			best, bestScore = i, score
+		}
+	}
+	return cs[best].node.Name
+}
+
+func preferredAffinity(pod *manifests.Pod, labels map[string]string) float64 {
+	aff := pod.Spec.Affinity
+	if aff == nil || aff.NodeAffinity == nil {
+		return 0
+	}
+	var sum float64
+	for _, p := range aff.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
+		if matchesTerm(p.Preference, labels) {
+			sum += float64(p.Weight)
+		}
+	}
+	return sum
+}
+
+// countSimilar counts the pods of pod's controller (or, without one, the
+// pods carrying all of pod's labels) among pods.
+func countSimilar(pod *manifests.Pod, pods []*manifests.Pod) int {
+	owner := controllerUID(pod)
+	if owner == "" && len(pod.Labels) == 0 {
+		return 0
+	}
+	sel := manifests.SelectorFromSet(pod.Labels)
+	n := 0
+	for _, p := range pods {
+		if p.Namespace != pod.Namespace {
+			continue
+		}
+		if owner != "" {
+			if controllerUID(p) == owner {
+				n++
+			}
+		} else if sel.Matches(p.Labels) {
+			n++
+		}
+	}
+	return n
+}
+
+func controllerUID(pod *manifests.Pod) string {
+	for _, o := range pod.OwnerReferences {
+		if o.Controller != nil && *o.Controller {
+			return o.UID
+		}
+	}
+	return ""
+}
