@@ -279,12 +279,18 @@ func decodeDocument(n *yaml.Node, doc int) ([]Object, error) {
 
 func (w *walker) decodeList(n *yaml.Node, doc int) ([]Object, error) {
 	var items *yaml.Node
+	itemsAliased := false
 	for _, p := range w.pairs(n, "") {
 		switch p.key {
-		case "apiVersion", "kind":
+		case "apiVersion":
+			if v := w.deref(p.val); v == nil || v.Tag != "!!str" || v.Value != "v1" {
+				w.errorf("apiVersion", "a List must have apiVersion v1")
+			}
+		case "kind":
 		case "metadata":
 			// list metadata (resourceVersion, continue) carries nothing to keep
 		case "items":
+			itemsAliased = p.val.Kind == yaml.AliasNode
 			items = w.deref(p.val)
 		default:
 			w.errorf(p.key, "unknown field %q", p.key)
@@ -302,6 +308,12 @@ func (w *walker) decodeList(n *yaml.Node, doc int) ([]Object, error) {
 	}
 	for i, it := range items.Content {
 		iw := &walker{expanded: w.expanded}
+		if itemsAliased || it.Kind == yaml.AliasNode {
+			iw.inAlias = 1 // every node of a repeated item counts against the alias budget
+			if !iw.count() {
+				return nil, &DecodeError{Document: doc, Item: i + 1, Errs: iw.errs}
+			}
+		}
 		it = iw.deref(it)
 		if it == nil {
 			return nil, &DecodeError{Document: doc, Item: i + 1, Errs: iw.errs}
@@ -428,7 +440,7 @@ func (w *walker) errorf(path, format string, args ...any) {
 
 func (w *walker) full() bool { return w.aliasBomb || len(w.errs) > maxErrorsPerObject }
 
-// deref follows aliases, counting the nodes they expand to.
+// deref follows aliases (a chain of at most MaxNestingDepth).
 func (w *walker) deref(n *yaml.Node) *yaml.Node {
 	for i := 0; n != nil && n.Kind == yaml.AliasNode; i++ {
 		if i > MaxNestingDepth {
@@ -440,7 +452,9 @@ func (w *walker) deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func (w *walker) count(n *yaml.Node) bool {
+// count charges one node against the alias budget while walking an alias
+// target; it reports false once the budget is spent.
+func (w *walker) count() bool {
 	if w.inAlias == 0 {
 		return true
 	}
@@ -469,8 +483,8 @@ func (w *walker) pairs(n *yaml.Node, path string) []pair {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		kn := w.deref(n.Content[i])
 		v := n.Content[i+1]
-		if kn == nil {
-			continue
+		if kn == nil || !w.count() {
+			return out
 		}
 		if kn.Kind != yaml.ScalarNode || kn.Tag == "!!null" {
 			w.errorf(path, "mapping key must be a scalar, got %s", describe(kn))
@@ -506,7 +520,7 @@ func (w *walker) mergePairs(v *yaml.Node, path string, depth int) []pair {
 		defer func() { w.inAlias-- }()
 	}
 	v = w.deref(v)
-	if v == nil || !w.count(v) {
+	if v == nil || !w.count() {
 		return nil
 	}
 	switch v.Kind {
@@ -547,7 +561,7 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path string, depth int) any
 		defer func() { w.inAlias-- }()
 	}
 	n = w.deref(n)
-	if n == nil || !w.count(n) {
+	if n == nil || !w.count() {
 		return nil
 	}
 	if depth > MaxNestingDepth {

@@ -381,3 +381,41 @@ func BenchmarkDecodeJSONStrict(b *testing.B) {
 		}
 	}
 }
+
+func TestDecodeListAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("apiVersion: v1\nkind: List\nitems:\n- &p {apiVersion: v1, kind: ConfigMap, metadata: {name: c}, data: {")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&b, "k%d: v,", i)
+	}
+	b.WriteString("}}\n")
+	for i := 0; i < 1000; i++ {
+		b.WriteString("- *p\n")
+	}
+	_, err := Decode([]byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "YAML aliases expand to more than") {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = Decode([]byte("apiVersion: v2\nkind: List\nitems: []\n"))
+	if err == nil || err.Error() != "document 1 (List): apiVersion: a List must have apiVersion v1" {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestDecodeMergeBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("a: &a {")
+	for i := 0; i < 500; i++ {
+		fmt.Fprintf(&b, "k%d: v,", i)
+	}
+	b.WriteString("}\nb: &b {<<: [" + strings.Repeat("*a,", 300) + "]}\n")
+	b.WriteString("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {<<: [" + strings.Repeat("*b,", 300) + "]}\n")
+	start := time.Now()
+	_, err := Decode([]byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "YAML aliases expand to more than") {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("merge bomb took %v", d)
+	}
+}

@@ -125,6 +125,13 @@ func validate(l *errList, obj Object) {
 		if len(o.Type) > 253 {
 			l.invalid("type", o.Type, "must be no more than 253 characters")
 		}
+		for _, key := range secretTypeKeys[o.Type] {
+			_, inData := o.Data[key]
+			_, inString := o.StringData[key]
+			if !inData && !inString {
+				l.add("data["+key+"]", "required for a secret of type %s", o.Type)
+			}
+		}
 	case *Node:
 		validateNode(l, o)
 	case *Event:
@@ -237,6 +244,14 @@ func validateConfigKey(l *errList, p, key string) {
 	case key == "." || key == ".." || strings.HasPrefix(key, ".."):
 		l.invalid(p, key, "must not be '.' or '..' or start with '..'")
 	}
+}
+
+// secretTypeKeys lists the keys Kubernetes requires for built-in secret types.
+var secretTypeKeys = map[string][]string{
+	"kubernetes.io/tls":              {"tls.crt", "tls.key"},
+	"kubernetes.io/dockerconfigjson": {".dockerconfigjson"},
+	"kubernetes.io/dockercfg":        {".dockercfg"},
+	"kubernetes.io/ssh-auth":         {"ssh-privatekey"},
 }
 
 // validateConfigData checks the keys and total size of a ConfigMap's or

@@ -156,6 +156,8 @@ func TestValidateOtherKinds(t *testing.T) {
 		{"configmap size", &ConfigMap{ObjectMeta: ObjectMeta{Name: "c"}, Data: map[string]string{"a": strings.Repeat("x", MaxConfigDataBytes), "b": "y"}}, `too long: data must have at most 1048576 bytes, has 1048577`},
 		{"secret key", &Secret{ObjectMeta: ObjectMeta{Name: "s"}, Data: map[string][]byte{"a b": nil}}, `data: invalid value "a b": a valid config key must consist of alphanumeric characters, '-', '_' or '.'`},
 		{"secret stringData", &Secret{ObjectMeta: ObjectMeta{Name: "s"}, StringData: map[string]string{"a:b": ""}}, `stringData: invalid value "a:b": a valid config key must consist of alphanumeric characters, '-', '_' or '.'`},
+		{"tls secret", &Secret{ObjectMeta: ObjectMeta{Name: "s"}, Type: "kubernetes.io/tls", Data: map[string][]byte{"tls.crt": {1}}, StringData: map[string]string{"tls.key": "k"}}, ``},
+		{"tls secret missing key", &Secret{ObjectMeta: ObjectMeta{Name: "s"}, Type: "kubernetes.io/tls", Data: map[string][]byte{"tls.crt": {1}}}, `data[tls.key]: required for a secret of type kubernetes.io/tls`},
 		{"event ok", &Event{ObjectMeta: ObjectMeta{Name: "web.1", Namespace: "shop"}, InvolvedObject: ObjectReference{Kind: "Pod", Name: "web", Namespace: "shop"}, Type: EventWarning}, ``},
 		{"event bad", &Event{ObjectMeta: ObjectMeta{Name: "a/b", Namespace: "shop"}, InvolvedObject: ObjectReference{Namespace: "other"}, Type: "Info"},
 			`metadata.name: invalid value "a/b": may not contain '/' or '%'; involvedObject.kind: required; involvedObject.name: required; involvedObject.namespace: invalid value "other": does not match event.namespace; type: unsupported value "Info": supported values: "Normal", "Warning"`},
@@ -239,7 +241,7 @@ func TestValidateUpdateConfig(t *testing.T) {
 	}
 	sec := &Secret{ObjectMeta: ObjectMeta{Name: "s", Namespace: "default"}, Type: "Opaque"}
 	sec2 := DeepCopy(sec).(*Secret)
-	sec2.Type = "kubernetes.io/tls"
+	sec2.Type = "example.com/custom"
 	if err := ValidateUpdate(sec2, sec); err == nil || err.Error() != "type: forbidden: field is immutable" {
 		t.Fatalf("secret type change: %v", err)
 	}
