@@ -1,0 +1,163 @@
+package edgectl
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/edgeorch/edgeorch/manifests"
+	"gopkg.in/yaml.v3"
+)
+
+// Output formats accepted by -o.
+const (
+	outputTable = ""
+	outputWide  = "wide"
+	outputJSON  = "json"
+	outputYAML  = "yaml"
+	outputName  = "name"
+	// outputJSONPath prefixes a template: -o jsonpath={.items[*].metadata.name}.
+	outputJSONPath = "jsonpath="
+)
+
+func validOutput(format string) error {
+	switch format {
+	case outputTable, outputWide, outputJSON, outputYAML, outputName:
+		return nil
+	}
+	if expr, ok := strings.CutPrefix(format, outputJSONPath); ok {
+		if _, err := parseJSONPath(expr); err != nil {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json,jsonpath={...},name,wide,yaml", format)
+}
+
+// listObject is the kubectl List wrapper printed for several objects.
+type listObject struct {
+	APIVersion string             `json:"apiVersion"`
+	Kind       string             `json:"kind"`
+	Items      []manifests.Object `json:"items"`
+	Metadata   struct {
+		ResourceVersion string `json:"resourceVersion"`
+	} `json:"metadata"`
+}
+
+// encodeObjects renders one object (single) or a List as JSON.
+func encodeObjects(objs []manifests.Object, single bool) ([]byte, error) {
+	for _, obj := range objs {
+		if err := manifests.SetKind(obj); err != nil {
+			return nil, err
+		}
+	}
+	var v any
+	if single && len(objs) == 1 {
+		v = objs[0]
+	} else {
+		l := listObject{APIVersion: "v1", Kind: "List", Items: objs}
+		if l.Items == nil {
+			l.Items = []manifests.Object{}
+		}
+		v = l
+	}
+	return json.MarshalIndent(v, "", "    ")
+}
+
+// printObjects writes objs as json, yaml or names.
+func printObjects(w io.Writer, format string, objs []manifests.Object, single bool) error {
+	switch format {
+	case outputName:
+		for _, obj := range objs {
+			fmt.Fprintln(w, objectName(obj))
+		}
+		return nil
+	case outputJSON:
+		data, err := encodeObjects(objs, single)
+		if err != nil {
+			return fmt.Errorf("encode json: %w", err)
+		}
+		_, err = fmt.Fprintf(w, "%s\n", data)
+		return err
+	case outputYAML:
+		data, err := encodeObjects(objs, single)
+		if err != nil {
+			return fmt.Errorf("encode yaml: %w", err)
+		}
+		y, err := jsonToYAML(data)
+		if err != nil {
+			return fmt.Errorf("encode yaml: %w", err)
+		}
+		_, err = w.Write(y)
+		return err
+	}
+	if expr, ok := strings.CutPrefix(format, outputJSONPath); ok {
+		return printJSONPath(w, expr, objs, single)
+	}
+	return fmt.Errorf("output format %q cannot print objects", format)
+}
+
+// printJSONPath evaluates expr against the object (single) or the List, as
+// kubectl does, and prints the values without a trailing newline.
+func printJSONPath(w io.Writer, expr string, objs []manifests.Object, single bool) error {
+	p, err := parseJSONPath(expr)
+	if err != nil {
+		return err
+	}
+	data, err := encodeObjects(objs, single)
+	if err != nil {
+		return fmt.Errorf("encode for jsonpath: %w", err)
+	}
+	var doc any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("decode for jsonpath: %w", err)
+	}
+	_, err = io.WriteString(w, p.format(doc))
+	return err
+}
+
+// jsonToYAML converts a JSON document to YAML with sorted keys, as kubectl prints it.
+func jsonToYAML(data []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(fixNumbers(v)); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// fixNumbers turns json.Number into int64 or float64 so YAML prints them bare.
+func fixNumbers(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = fixNumbers(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = fixNumbers(e)
+		}
+	case json.Number:
+		if n, err := strconv.ParseInt(string(t), 10, 64); err == nil {
+			return n
+		}
+		if f, err := strconv.ParseFloat(string(t), 64); err == nil {
+			return f
+		}
+		return string(t)
+	}
+	return v
+}

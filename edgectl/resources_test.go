@@ -1,0 +1,54 @@
+package edgectl
+
+import (
+	"testing"
+)
+
+func TestParseResourceArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args     []string
+		want     string // kind:names;...
+		withKind bool
+		wantErr  bool
+	}{
+		{args: []string{"pods"}, want: "Pod:"},
+		{args: []string{"po", "a", "b"}, want: "Pod:a,b"},
+		{args: []string{"pod/a", "pod/b", "cm/c"}, want: "Pod:a,b;ConfigMap:c", withKind: true},
+		{args: []string{"pods,cm"}, want: "Pod:;ConfigMap:", withKind: true},
+		{args: []string{"Node", "n1"}, want: "Node:n1"},
+		{args: []string{}, wantErr: true},
+		{args: []string{"widgets"}, wantErr: true},
+		{args: []string{"pods,cm", "x"}, wantErr: true},
+		{args: []string{"pod", "pod/x"}, wantErr: true},
+		{args: []string{"pod/"}, wantErr: true},
+		{args: []string{"pod/a", "b"}, wantErr: true},
+	} {
+		got, withKind, err := parseResourceArgs(tc.args)
+		if tc.wantErr {
+			if err == nil {
+				t.Errorf("%q: no error, got %+v", tc.args, got)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.args, err)
+			continue
+		}
+		s := ""
+		for i, r := range got {
+			if i > 0 {
+				s += ";"
+			}
+			s += r.Kind.Kind + ":"
+			for j, n := range r.Names {
+				if j > 0 {
+					s += ","
+				}
+				s += n
+			}
+		}
+		if s != tc.want || withKind != tc.withKind {
+			t.Errorf("%q: got %q withKind %v, want %q %v", tc.args, s, withKind, tc.want, tc.withKind)
+		}
+	}
+}

@@ -1,0 +1,218 @@
+package edgectl
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/edgeorch/edgeorch/manifests"
+)
+
+// tableOptions shape the human-readable table.
+type tableOptions struct {
+	Wide          bool
+	WithNamespace bool // NAMESPACE column first (-A)
+	WithKind      bool // NAME as kind/name (several kinds)
+	ShowLabels    bool // LABELS column last (--show-labels)
+	Now           time.Time
+}
+
+// newTabWriter aligns columns like kubectl's printer.
+func newTabWriter(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 6, 4, 3, ' ', 0)
+}
+
+// tableHeaders returns the column names for kind k.
+func tableHeaders(k manifests.Kind, o tableOptions) []string {
+	var h []string
+	switch k.Kind {
+	case "Pod":
+		h = []string{"NAME", "READY", "STATUS", "RESTARTS", "AGE"}
+		if o.Wide {
+			h = append(h, "IP", "NODE")
+		}
+	case "Node":
+		h = []string{"NAME", "STATUS", "ROLES", "AGE", "VERSION"}
+		if o.Wide {
+			h = append(h, "INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME")
+		}
+	case "Namespace":
+		h = []string{"NAME", "STATUS", "AGE"}
+	case "ConfigMap":
+		h = []string{"NAME", "DATA", "AGE"}
+	case "Secret":
+		h = []string{"NAME", "TYPE", "DATA", "AGE"}
+	case "Event":
+		h = []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}
+	default:
+		h = []string{"NAME", "AGE"}
+	}
+	if o.ShowLabels {
+		h = append(h, "LABELS")
+	}
+	if o.WithNamespace && k.Namespaced {
+		h = append([]string{"NAMESPACE"}, h...)
+	}
+	return h
+}
+
+// tableRow returns the cells of obj, matching tableHeaders.
+func tableRow(obj manifests.Object, o tableOptions) []string {
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	meta := obj.GetObjectMeta()
+	k := kindOf(obj)
+	name := meta.Name
+	if o.WithKind {
+		name = k.Singular + "/" + name
+	}
+	created := age(now, meta.CreationTimestamp)
+	var row []string
+	switch v := obj.(type) {
+	case *manifests.Pod:
+		s := summarizePod(v)
+		row = []string{name, s.Ready, s.Status, restartsColumn(s, now), created}
+		if o.Wide {
+			row = append(row, orNone(v.Status.PodIP), orNone(v.Spec.NodeName))
+		}
+	case *manifests.Node:
+		row = []string{name, nodeStatus(v), nodeRoles(v), created, orNone(v.Status.NodeInfo.KubeletVersion)}
+		if o.Wide {
+			row = append(row,
+				orNone(nodeAddress(v, "InternalIP")),
+				orUnknown(v.Status.NodeInfo.OSImage),
+				orUnknown(v.Status.NodeInfo.KernelVersion),
+				orUnknown(v.Status.NodeInfo.ContainerRuntimeVersion))
+		}
+	case *manifests.Namespace:
+		phase := v.Status.Phase
+		if phase == "" {
+			phase = "Active"
+		}
+		if v.DeletionTimestamp != nil {
+			phase = "Terminating"
+		}
+		row = []string{name, phase, created}
+	case *manifests.ConfigMap:
+		row = []string{name, fmt.Sprint(len(v.Data) + len(v.BinaryData)), created}
+	case *manifests.Secret:
+		typ := v.Type
+		if typ == "" {
+			typ = "Opaque"
+		}
+		row = []string{name, typ, fmt.Sprint(len(v.Data)), created}
+	case *manifests.Event:
+		last := v.LastTimestamp
+		if last.IsZero() {
+			last = meta.CreationTimestamp
+		}
+		obj := strings.ToLower(v.InvolvedObject.Kind) + "/" + v.InvolvedObject.Name
+		row = []string{age(now, last), v.Type, v.Reason, obj, v.Message}
+	default:
+		row = []string{name, created}
+	}
+	if o.ShowLabels {
+		row = append(row, labelsColumn(meta.Labels))
+	}
+	if o.WithNamespace && k.Namespaced {
+		row = append([]string{meta.Namespace}, row...)
+	}
+	return row
+}
+
+// printTable writes the header and one row per object (all of kind k).
+func printTable(w io.Writer, k manifests.Kind, objs []manifests.Object, o tableOptions) error {
+	tw := newTabWriter(w)
+	fmt.Fprintln(tw, strings.Join(tableHeaders(k, o), "\t"))
+	for _, obj := range objs {
+		fmt.Fprintln(tw, strings.Join(tableRow(obj, o), "\t"))
+	}
+	return tw.Flush()
+}
+
+// sortForTable orders objects as kubectl lists them: by namespace and name,
+// events by when they were last seen.
+func sortForTable(objs []manifests.Object) {
+	sort.SliceStable(objs, func(i, j int) bool {
+		ei, iok := objs[i].(*manifests.Event)
+		ej, jok := objs[j].(*manifests.Event)
+		if iok && jok {
+			return eventTime(ei).Before(eventTime(ej))
+		}
+		mi, mj := objs[i].GetObjectMeta(), objs[j].GetObjectMeta()
+		if mi.Namespace != mj.Namespace {
+			return mi.Namespace < mj.Namespace
+		}
+		return mi.Name < mj.Name
+	})
+}
+
+func eventTime(e *manifests.Event) time.Time {
+	if !e.LastTimestamp.IsZero() {
+		return e.LastTimestamp
+	}
+	return e.CreationTimestamp
+}
+
+func nodeRoles(n *manifests.Node) string {
+	var roles []string
+	for k, v := range n.Labels {
+		switch {
+		case strings.HasPrefix(k, "node-role.kubernetes.io/"):
+			if r := strings.TrimPrefix(k, "node-role.kubernetes.io/"); r != "" {
+				roles = append(roles, r)
+			}
+		case k == "kubernetes.io/role" && v != "":
+			roles = append(roles, v)
+		}
+	}
+	if len(roles) == 0 {
+		return "<none>"
+	}
+	sort.Strings(roles)
+	return strings.Join(roles, ",")
+}
+
+func nodeAddress(n *manifests.Node, typ string) string {
+	for _, a := range n.Status.Addresses {
+		if a.Type == typ {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// labelsColumn is k=v pairs sorted by key, or <none>.
+func labelsColumn(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "<none>"
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + labels[k]
+	}
+	return strings.Join(keys, ",")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "<unknown>"
+	}
+	return s
+}
