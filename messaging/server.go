@@ -3,7 +3,6 @@ package messaging
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -12,7 +11,7 @@ import (
 
 // ServerConfig configures the embedded NATS server.
 type ServerConfig struct {
-	// DataDir holds the JetStream store (in DataDir/jetstream).
+	// DataDir holds the JetStream store (the server uses DataDir/jetstream).
 	DataDir string
 	// Host to listen on; 127.0.0.1 when empty.
 	Host string
@@ -25,6 +24,11 @@ type ServerConfig struct {
 	// Logging enables the server's own log output (to stderr).
 	Logging bool
 }
+
+// MaxPayload is the largest message the embedded server accepts: above the
+// API's 4 MiB request limit, so that a too large request gets a clear API
+// error instead of a connection error.
+const MaxPayload = 8 << 20
 
 // readyTimeout bounds how long StartServer waits for the server to accept
 // connections.
@@ -46,11 +50,12 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		Host:                   host,
 		Port:                   cfg.Port,
 		JetStream:              true,
-		StoreDir:               filepath.Join(cfg.DataDir, "jetstream"),
+		StoreDir:               cfg.DataDir, // the server stores in StoreDir/jetstream
 		SyncAlways:             cfg.SyncAlways,
 		NoLog:                  !cfg.Logging,
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
+		MaxPayload:             MaxPayload,
 	}
 	if cfg.SyncAlways {
 		// SyncInterval must be set for SyncAlways to be honoured as in a

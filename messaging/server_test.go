@@ -2,6 +2,8 @@ package messaging
 
 import (
 	"context"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,11 +16,20 @@ func TestStartServerConnectAndBuckets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if jc := ns.JetStreamConfig(); jc == nil || !jc.SyncAlways || jc.StoreDir != filepath.Join(dir, "jetstream") {
+		t.Fatalf("JetStream config %+v, want sync always in %s/jetstream", jc, dir)
+	}
+	if got := ns.ClientURL(); !strings.HasPrefix(got, "nats://127.0.0.1:") {
+		t.Fatalf("client URL %s, want 127.0.0.1 by default", got)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	nc, err := Connect(ctx, ns.ClientURL(), "test")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if nc.MaxPayload() != MaxPayload {
+		t.Fatalf("max payload %d, want %d", nc.MaxPayload(), MaxPayload)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

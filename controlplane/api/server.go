@@ -51,11 +51,12 @@ type Server struct {
 
 	sem chan struct{}
 
-	mu       sync.Mutex // guards the fields below and Adds to wg
+	mu       sync.Mutex // guards the fields below and Adds to reqs
 	svc      micro.Service
 	cancel   context.CancelFunc
 	stopping bool
-	wg       sync.WaitGroup // fanout and requests in flight
+	reqs     sync.WaitGroup // requests in flight
+	fanned   chan struct{}  // closed when the fanout has ended
 }
 
 // New returns a server over st answering on nc. Start serves it.
@@ -80,11 +81,13 @@ func New(st *store.Store, nc *nats.Conn, opts Options) *Server {
 type handler func(ctx context.Context, body []byte) (any, error)
 
 // Start creates the system namespaces, starts the watch fanout and
-// registers the endpoints. Stop (or ctx's end) stops them.
+// registers the endpoints. Stop stops them; the end of ctx ends the fanout
+// but lets requests in flight finish.
 func (s *Server) Start(ctx context.Context) error {
 	if err := s.ensureNamespaces(ctx); err != nil {
 		return err
 	}
+	reqCtx := context.WithoutCancel(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	events, err := s.st.WatchAll(ctx)
 	if err != nil {
@@ -112,35 +115,37 @@ func (s *Server) Start(ctx context.Context) error {
 		{messaging.VerbUpdateStatus, s.updateStatus},
 	}
 	for _, v := range verbs {
-		if err := svc.AddEndpoint(v.verb, s.serve(ctx, v.verb, v.h), micro.WithEndpointSubject(messaging.APISubject(v.verb))); err != nil {
+		if err := svc.AddEndpoint(v.verb, s.serve(reqCtx, v.verb, v.h), micro.WithEndpointSubject(messaging.APISubject(v.verb))); err != nil {
 			cancel()
 			_ = svc.Stop()
 			return fmt.Errorf("start API endpoint %s: %w", v.verb, err)
 		}
 	}
+	fanned := make(chan struct{})
 	s.mu.Lock()
-	s.svc, s.cancel, s.stopping = svc, cancel, false
-	s.wg.Add(1)
+	s.svc, s.cancel, s.stopping, s.fanned = svc, cancel, false, fanned
 	s.mu.Unlock()
 	go func() {
-		defer s.wg.Done()
+		defer close(fanned)
 		s.fanout(ctx, events, s.st.WatchAll, rewatchDelay)
 	}()
 	return nil
 }
 
-// Stop stops serving and waits for the requests in flight and the fanout.
+// Stop stops taking requests, lets those in flight finish, then stops the
+// fanout. It is idempotent.
 func (s *Server) Stop() error {
 	s.mu.Lock()
-	svc, cancel := s.svc, s.cancel
+	svc, cancel, fanned := s.svc, s.cancel, s.fanned
 	s.svc, s.cancel, s.stopping = nil, nil, true
 	s.mu.Unlock()
 	if svc == nil {
 		return nil
 	}
 	err := svc.Stop()
+	s.reqs.Wait()
 	cancel()
-	s.wg.Wait()
+	<-fanned
 	if err != nil {
 		return fmt.Errorf("stop API service: %w", err)
 	}
@@ -152,23 +157,17 @@ func (s *Server) Stop() error {
 // client.Response.
 func (s *Server) serve(ctx context.Context, verb string, h handler) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
-		select {
-		case s.sem <- struct{}{}:
-		case <-ctx.Done():
-			s.respond(verb, req, nil, client.Errorf(client.CodeUnavailable, "the API server is shutting down"))
-			return
-		}
 		s.mu.Lock()
 		if s.stopping {
 			s.mu.Unlock()
-			<-s.sem
 			s.respond(verb, req, nil, client.Errorf(client.CodeUnavailable, "the API server is shutting down"))
 			return
 		}
-		s.wg.Add(1)
+		s.reqs.Add(1)
 		s.mu.Unlock()
+		s.sem <- struct{}{} // a full server holds back the subscription
 		go func() {
-			defer s.wg.Done()
+			defer s.reqs.Done()
 			defer func() { <-s.sem }()
 			if len(req.Data()) > s.opts.MaxRequestBytes {
 				s.respond(verb, req, nil, client.Errorf(client.CodeInvalid, "request too large: %d bytes (limit %d)", len(req.Data()), s.opts.MaxRequestBytes))

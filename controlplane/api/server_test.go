@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,4 +172,47 @@ func TestStopIsIdempotent(t *testing.T) {
 	}
 	_, err := e.c.Get(ctxT(t), "namespaces", "", "default")
 	wantCode(t, err, client.CodeUnavailable, "")
+}
+
+func TestStopWhileBusy(t *testing.T) {
+	e := newEnv(t, Options{Concurrency: 4})
+	ctx := ctxT(t)
+	const workers = 16
+	errs := make(chan error, workers*20)
+	done := make(chan struct{})
+	for range workers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 20 {
+				_, _, err := e.c.Apply(ctx, configMap("default", "busy", "1"))
+				errs <- err
+			}
+		}()
+	}
+	if _, err := e.c.Get(ctx, "namespaces", "", "default"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for range workers {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil && client.CodeOf(err) != client.CodeUnavailable {
+			t.Fatalf("request during stop: %v", err)
+		}
+	}
+}
+
+func TestTooLargeRequestOverNATS(t *testing.T) {
+	e := newEnv(t, Options{})
+	cm := configMap("default", "big", "")
+	cm.Data["v"] = strings.Repeat("x", DefaultMaxRequestBytes+1)
+	_, _, err := e.c.Apply(ctxT(t), cm)
+	wantCode(t, err, client.CodeInvalid, "")
+	if !strings.HasPrefix(err.Error(), "request too large") {
+		t.Fatalf("message %q", err)
+	}
 }

@@ -37,7 +37,7 @@ func target(obj manifests.Object) (manifests.Kind, string, error) {
 		return k, "", client.Errorf(client.CodeInvalid, "%v", err)
 	}
 	meta := obj.GetObjectMeta()
-	if meta.Name == "" {
+	if meta.Name == "" && meta.GenerateName == "" {
 		return k, "", client.Errorf(client.CodeInvalid, "%s: metadata.name: Required value", k.Kind)
 	}
 	ns := meta.Namespace
@@ -128,10 +128,44 @@ func newUID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
+// generatedNameAttempts bounds the retries of a create with generateName
+// whose random name was taken.
+const generatedNameAttempts = 8
+
 // Create stores a new object, setting uid, creationTimestamp, generation 1
 // and resourceVersion. It fails with AlreadyExists when the object exists.
-// obj is not modified; the stored object is returned.
+// Without a name, metadata.generateName plus 5 random characters is used,
+// as in Kubernetes. obj is not modified; the stored object is returned.
 func (s *Store) Create(ctx context.Context, obj manifests.Object) (manifests.Object, error) {
+	if m := obj.GetObjectMeta(); m.Name != "" || m.GenerateName == "" {
+		return s.create(ctx, obj)
+	}
+	for attempt := 1; ; attempt++ {
+		named, err := clone(obj)
+		if err != nil {
+			return nil, err
+		}
+		named.GetObjectMeta().Name = named.GetObjectMeta().GenerateName + randomSuffix()
+		created, err := s.create(ctx, named)
+		if client.CodeOf(err) == client.CodeExists && attempt < generatedNameAttempts {
+			continue
+		}
+		return created, err
+	}
+}
+
+// randomSuffix is 5 characters of Kubernetes' generateName alphabet.
+func randomSuffix() string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b[:])
+}
+
+func (s *Store) create(ctx context.Context, obj manifests.Object) (manifests.Object, error) {
 	k, ns, err := target(obj)
 	if err != nil {
 		return nil, err

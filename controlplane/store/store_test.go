@@ -449,3 +449,33 @@ func TestWatchAll(t *testing.T) {
 		t.Fatalf("got %s %v", ev.Type, ev.Object)
 	}
 }
+
+func TestCreateGenerateName(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	ev := &manifests.Event{Reason: "Scheduled"}
+	ev.GenerateName, ev.Namespace = "web.", "default"
+	seen := map[string]bool{}
+	for range 5 {
+		got, err := s.Create(ctx, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := got.GetObjectMeta().Name
+		if len(name) != len("web.")+5 || name[:4] != "web." || seen[name] {
+			t.Fatalf("generated name %q (seen before: %v)", name, seen[name])
+		}
+		seen[name] = true
+		if _, err := s.Get(ctx, "events", "default", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ev.Name != "" {
+		t.Fatal("Create modified its argument")
+	}
+	bad := &manifests.Event{}
+	bad.Namespace = "default"
+	if _, err := s.Create(ctx, bad); !client.IsInvalid(err) {
+		t.Fatalf("create without name or generateName: %v", err)
+	}
+}
