@@ -1,0 +1,133 @@
+// Command edge-agent runs the node agent of one device.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/edgeorch/edgeorch/edgeagent"
+	"github.com/edgeorch/edgeorch/runtime"
+	"github.com/edgeorch/edgeorch/runtime/wasm"
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "edge-agent:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	server, nodeName, dataDir, labels, address, logLevel string
+	heartbeat                                            time.Duration
+}
+
+func newCommand() *cobra.Command {
+	hostname, _ := os.Hostname()
+	server := os.Getenv("EDGE_SERVER")
+	if server == "" {
+		server = "nats://127.0.0.1:4222"
+	}
+	o := options{}
+	cmd := &cobra.Command{
+		Use:           "edge-agent",
+		Short:         "Run the edge agent of this device: register, heartbeat, run the pods assigned to it",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.server, "server", server, "NATS URL of the control plane (env EDGE_SERVER)")
+	f.StringVar(&o.nodeName, "node-name", hostname, "name of this node")
+	f.StringVar(&o.dataDir, "data-dir", "./edge-agent-data", "directory for state, modules, pod logs")
+	f.StringVar(&o.labels, "labels", "", "node labels, k=v,k2=v2")
+	f.StringVar(&o.address, "address", "", "node InternalIP (default: first non-loopback IPv4)")
+	f.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the node lease is renewed")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--labels: %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, o options) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	labels, err := parseLabels(o.labels)
+	if err != nil {
+		return err
+	}
+	if o.nodeName == "" {
+		return fmt.Errorf("--node-name: required (the hostname is unknown)")
+	}
+	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	rt, err := wasm.New(ctx, wasm.Options{CacheDir: filepath.Join(o.dataDir, "wasm-cache")})
+	if err != nil {
+		return fmt.Errorf("start wasm runtime: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		rt.Close(cctx)
+	}()
+	// Connect in the background: the agent starts its pods from its local
+	// state while the control plane is unreachable.
+	nc, err := nats.Connect(o.server,
+		nats.Name("edge-agent "+o.nodeName),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from the control plane", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected", "url", c.ConnectedUrl()) }),
+	)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", o.server, err)
+	}
+	defer nc.Close()
+	fmt.Printf("edge-agent %s started\n", o.nodeName)
+	return edgeagent.Run(ctx, nc, edgeagent.Config{
+		NodeName:          o.nodeName,
+		DataDir:           o.dataDir,
+		Labels:            labels,
+		Address:           o.address,
+		HeartbeatInterval: o.heartbeat,
+		Runtimes:          map[string]runtime.Runtime{rt.Name(): rt},
+		Logger:            log,
+	})
+}
