@@ -54,6 +54,12 @@ func (c *Config) defaults() error {
 	if c.DataDir == "" {
 		return errors.New("agent config: data dir required")
 	}
+	// Log paths handed to runtimes must not depend on the working directory.
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("agent config: data dir: %w", err)
+	}
+	c.DataDir = abs
 	if c.Address == "" {
 		c.Address = defaultAddress()
 	}
@@ -105,6 +111,11 @@ type Agent struct {
 	workers map[string]*podWorker // by namespace/name
 	gone    map[string]*podWorker // tearing down, by state key
 	wg      sync.WaitGroup
+
+	// registered is closed once the Node carries the agent's status, so
+	// that no heartbeat makes it Ready before its runtimes are known.
+	registered     chan struct{}
+	registeredOnce sync.Once
 }
 
 // Run runs the agent until ctx is done. It starts the pods in its local
@@ -134,14 +145,15 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 	}
 	api := newAPI(nc)
 	a := &Agent{
-		cfg:     cfg,
-		log:     cfg.Logger.With("node", cfg.NodeName),
-		nc:      nc,
-		api:     api,
-		db:      db,
-		mods:    newModuleCache(filepath.Join(cfg.DataDir, "modules", "sha256"), api),
-		workers: map[string]*podWorker{},
-		gone:    map[string]*podWorker{},
+		cfg:        cfg,
+		log:        cfg.Logger.With("node", cfg.NodeName),
+		nc:         nc,
+		api:        api,
+		db:         db,
+		mods:       newModuleCache(filepath.Join(cfg.DataDir, "modules", "sha256"), api),
+		workers:    map[string]*podWorker{},
+		registered: make(chan struct{}),
+		gone:       map[string]*podWorker{},
 	}
 	a.st = newStatusQueue(api, a.log)
 	return a, nil

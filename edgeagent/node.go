@@ -46,8 +46,14 @@ func (a *Agent) registerLoop(ctx context.Context) {
 		delay := time.Second
 		for {
 			err := a.register(ctx)
+			for try := 0; client.IsConflict(err) && try < 5; try++ {
+				// The control plane wrote the Node meanwhile (its Ready
+				// condition): read it again and retry at once.
+				err = a.register(ctx)
+			}
 			if err == nil {
 				a.log.Info("node registered")
+				a.registeredOnce.Do(func() { close(a.registered) })
 				break
 			}
 			a.log.Warn("register node", "err", err)
@@ -218,6 +224,11 @@ func osImage() string {
 // heartbeatLoop renews the node's lease every HeartbeatInterval, the first
 // time at once.
 func (a *Agent) heartbeatLoop(ctx context.Context, js jetstream.JetStream) {
+	select {
+	case <-a.registered:
+	case <-ctx.Done():
+		return
+	}
 	var kv jetstream.KeyValue
 	for {
 		if kv == nil {

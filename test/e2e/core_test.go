@@ -112,6 +112,11 @@ func TestCoreLoop(t *testing.T) {
 	if p.Spec.NodeName != "node-b" || p.Status.Phase != "Running" {
 		t.Fatalf("hello: node %q phase %q, want node-b Running", p.Spec.NodeName, p.Status.Phase)
 	}
+	// Nodes register their runtimes before they turn Ready, so the pod was
+	// placed at the first try.
+	if d := mustCtl(t, url, "describe", "pod", "hello"); strings.Contains(d, "FailedScheduling") || !strings.Contains(d, "Scheduled") {
+		t.Fatalf("describe pod hello: want one Scheduled event and no FailedScheduling:\n%s", d)
+	}
 	// Applying the same manifest again changes nothing.
 	r = ctl(t, url, strings.NewReader(fmt.Sprintf(helloPod, digest[1])), "apply", "-f", "-")
 	if r.code != 0 || !strings.Contains(r.stdout, "pod/hello unchanged") {
