@@ -72,6 +72,10 @@ type PodSandboxConfig struct {
 	// LogDirectory is where container log files of the pod go.
 	LogDirectory string
 	Hostname     string
+	// Dir is a directory the runtime may use for the sandbox's own files
+	// (oci: the network namespace bind mount, /etc/hosts, per-container
+	// bundles and writable layers). It survives agent restarts.
+	Dir string
 }
 
 // Mount is a host directory or file made visible inside a container.
@@ -86,7 +90,10 @@ type Mount struct {
 type ContainerConfig struct {
 	Name string
 	// Image is what to run: for wasm the path of a verified .wasm file on
-	// local disk, for oci an image reference the runtime has pulled.
+	// local disk; for oci the directory of an unpacked image, holding
+	// rootfs/ (never written to) and config.json (the OCI image config,
+	// whose Entrypoint/Cmd/Env/WorkingDir/User the runtime merges with
+	// Command/Args/Env/WorkingDir as Kubernetes does).
 	Image      string
 	Command    []string
 	Args       []string
@@ -107,6 +114,26 @@ type ContainerConfig struct {
 	Labels    map[string]string
 	Stdin     bool
 	TTY       bool
+	// Security applies to OCI containers; wasm containers are sandboxed by
+	// construction and ignore it.
+	Security SecurityConfig
+}
+
+// SecurityConfig is the part of a container's securityContext a runtime
+// enforces. The zero value is the default profile: not privileged, no new
+// privileges, the default capability set, masked and read-only kernel paths.
+type SecurityConfig struct {
+	// RunAsUser and RunAsGroup override the image's user when set.
+	RunAsUser  *int64
+	RunAsGroup *int64
+	// ReadOnlyRootFS makes the container's root filesystem read-only.
+	ReadOnlyRootFS bool
+	// CapAdd and CapDrop change the default capability set ("NET_ADMIN",
+	// "ALL").
+	CapAdd  []string
+	CapDrop []string
+	// AllowPrivilegeEscalation, when true, leaves no_new_privs unset.
+	AllowPrivilegeEscalation bool
 }
 
 // KeyValue is one environment variable.
