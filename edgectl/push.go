@@ -1,12 +1,16 @@
 package edgectl
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/images"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -19,9 +23,15 @@ func newPushCmd(o *options) *cobra.Command {
 	p := &pushOptions{options: o}
 	cmd := &cobra.Command{
 		Use:   "push FILE --name NAME[:TAG]",
-		Short: "Store a WebAssembly module in the control plane's module store",
+		Short: "Store a WebAssembly module or an OCI image in the control plane's store",
+		Long: `Store a WebAssembly module (.wasm) or a container image in the control plane's
+store, from which agents pull it without a registry. An image is given as a
+docker save tarball, an OCI image layout tarball or an OCI image layout
+directory.`,
 		Example: `  edgectl push hello.wasm --name hello:v1
-  # then use it in a pod as image: hello:v1`,
+  # then use it in a pod as image: hello:v1
+  docker save busybox:1.36 -o busybox.tar
+  edgectl push busybox.tar --name busybox:v1`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageErrorf(cmd, "expected exactly one FILE argument, got %d", len(args))
@@ -39,7 +49,7 @@ func newPushCmd(o *options) *cobra.Command {
 			return p.run(cmd.Context(), args[0], ref.Name+":"+ref.Tag)
 		},
 	}
-	cmd.Flags().StringVar(&p.name, "name", "", "module name and optional tag (default tag latest)")
+	cmd.Flags().StringVar(&p.name, "name", "", "module or image name and optional tag (default tag latest)")
 	return cmd
 }
 
@@ -61,6 +71,19 @@ func (p *pushOptions) run(ctx context.Context, file, ref string) error {
 		return fmt.Errorf("push %s: %w", file, err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("push %s: %w", file, err)
+	}
+	magic := make([]byte, 4)
+	n, _ := io.ReadFull(f, magic)
+	if fi.IsDir() || !bytes.Equal(magic[:n], []byte("\x00asm")) {
+		f.Close()
+		return p.pushImage(ctx, file, ref, fi)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("push %s: %w", file, err)
+	}
 	cl, err := p.client(ctx)
 	if err != nil {
 		return err
@@ -72,4 +95,45 @@ func (p *pushOptions) run(ctx context.Context, file, ref string) error {
 	}
 	fmt.Fprintf(p.streams.Out, "pushed %s sha256:%s (%d bytes)\n", ref, digest, cr.n)
 	return nil
+}
+
+// pushImage pushes an image archive (docker save or OCI layout).
+func (p *pushOptions) pushImage(ctx context.Context, file, ref string, fi os.FileInfo) error {
+	img, cleanup, err := images.ReadArchive(ctx, file)
+	if errors.Is(err, images.ErrNotArchive) {
+		return fmt.Errorf("push %s: neither a WebAssembly module (\\0asm) nor an image archive (docker save tarball, OCI image layout)", file)
+	}
+	if err != nil {
+		return fmt.Errorf("push %s: %w", file, err)
+	}
+	defer cleanup()
+	cl, err := p.client(ctx)
+	if err != nil {
+		return err
+	}
+	digest, err := cl.PushImage(ctx, ref, img)
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	if fi.IsDir() {
+		size = imageSize(img)
+	}
+	fmt.Fprintf(p.streams.Out, "pushed %s %s (%d bytes, image)\n", ref, digest, size)
+	return nil
+}
+
+// imageSize is the size of an image's manifest, config and layers.
+func imageSize(img v1.Image) int64 {
+	var n int64
+	if m, err := img.RawManifest(); err == nil {
+		n += int64(len(m))
+	}
+	if m, err := img.Manifest(); err == nil {
+		n += m.Config.Size
+		for _, l := range m.Layers {
+			n += l.Size
+		}
+	}
+	return n
 }
