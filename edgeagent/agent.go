@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edgeorch/edgeagent/state"
+	"github.com/edgeorch/edgeorch/images"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/runtime"
 	"github.com/nats-io/nats.go"
@@ -45,6 +46,10 @@ type Config struct {
 	BackoffBase, BackoffMax time.Duration
 	// PollInterval is how often pod workers look at their containers (100ms).
 	PollInterval time.Duration
+	// PassImages hands container images to the runtimes unchanged, with no
+	// module fetch or image pull: for simulated nodes whose runtimes (of any
+	// handler name) are runtime/fake.
+	PassImages bool
 }
 
 func (c *Config) defaults() error {
@@ -104,8 +109,11 @@ type Agent struct {
 	api  API
 	db   *state.DB
 	mods *moduleCache
-	st   *statusQueue
-	conn *connWatch
+	// imgs is the image store of OCI pods (nil without an "oci" runtime).
+	imgs   imageStore
+	pulled pulledImages
+	st     *statusQueue
+	conn   *connWatch
 
 	mu      sync.Mutex
 	workers map[string]*podWorker // by namespace/name
@@ -156,6 +164,14 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 		gone:       map[string]*podWorker{},
 	}
 	a.st = newStatusQueue(api, a.log)
+	if cfg.Runtimes[manifests.RuntimeOCI] != nil && !cfg.PassImages {
+		store, err := images.Open(filepath.Join(cfg.DataDir, "images"))
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open image store: %w", err)
+		}
+		a.imgs = store
+	}
 	return a, nil
 }
 
@@ -176,7 +192,13 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	defer stopLogs()
+	stopExec, err := a.serveExec(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopExec()
 	a.goRun(func() { a.st.run(ctx) })
+	a.goRun(func() { a.imageGCLoop(ctx) })
 	a.goRun(func() {
 		// Unsent statuses go out as soon as the link is back.
 		for {
@@ -213,6 +235,7 @@ func (a *Agent) startFromState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.removeOrphanContainers(ctx, recs)
 	known := map[string]bool{}
 	for _, rec := range recs {
 		known[filepath.Base(a.podDir(rec.Pod))] = true
@@ -220,6 +243,41 @@ func (a *Agent) startFromState(ctx context.Context) error {
 	}
 	a.removeOrphanDirs(known)
 	return nil
+}
+
+// removeOrphanContainers stops and removes the containers of pods the
+// runtimes still run but no stored pod records (created just before a
+// crash, or of a pod whose removal did not finish). It runs before any
+// worker starts.
+func (a *Agent) removeOrphanContainers(ctx context.Context, recs []*state.Pod) {
+	known := map[string]bool{}
+	for _, rec := range recs {
+		for _, c := range rec.Containers {
+			if c.ID != "" {
+				known[c.ID] = true
+			}
+		}
+	}
+	for name, rt := range a.cfg.Runtimes {
+		list, err := rt.ListContainers(ctx, runtime.ContainerFilter{})
+		if err != nil {
+			a.log.Warn("list containers", "runtime", name, "err", err)
+			continue
+		}
+		for _, st := range list {
+			if known[st.ID] || st.Labels[labelPodUID] == "" {
+				continue
+			}
+			a.log.Info("removing orphan container", "runtime", name, "container", st.ID,
+				"pod", st.Labels[labelPodNamespace]+"/"+st.Labels[labelPodName])
+			if err := rt.StopContainer(ctx, st.ID, 10*time.Second); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+				a.log.Warn("stop orphan container", "container", st.ID, "err", err)
+			}
+			if err := rt.RemoveContainer(ctx, st.ID); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+				a.log.Warn("remove orphan container", "container", st.ID, "err", err)
+			}
+		}
+	}
 }
 
 // removeOrphanDirs removes pod directories no stored pod owns (left by a

@@ -243,14 +243,18 @@ func TestAgentEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	e, err := cp.buckets.Leases.Get(ctx, messaging.LeaseKey("node-1"))
-	if err != nil {
-		t.Fatalf("lease: %v", err)
-	}
-	var lease client.Lease
-	if err := json.Unmarshal(e.Value(), &lease); err != nil || lease.Node != "node-1" {
-		t.Fatalf("lease %s: %v", e.Value(), err)
-	}
+	// The first lease follows the registration.
+	eventually(t, 5*time.Second, func() error {
+		e, err := cp.buckets.Leases.Get(ctx, messaging.LeaseKey("node-1"))
+		if err != nil {
+			return fmt.Errorf("lease: %w", err)
+		}
+		var lease client.Lease
+		if err := json.Unmarshal(e.Value(), &lease); err != nil || lease.Node != "node-1" {
+			return fmt.Errorf("lease %s: %v", e.Value(), err)
+		}
+		return nil
+	})
 
 	// A long-running pod: Running, with its env from the configmap.
 	hello := cp.assign(t, wasmPod("hello", "hello:v1", "Always"))

@@ -18,6 +18,9 @@ type API interface {
 	UpdateStatus(ctx context.Context, obj manifests.Object) (manifests.Object, error)
 	ResolveModule(ctx context.Context, ref string) (string, error)
 	FetchModule(ctx context.Context, digest string, w io.Writer) error
+	// ResolveImage and FetchBlob read images pushed to the control plane.
+	ResolveImage(ctx context.Context, ref string) (string, error)
+	FetchBlob(ctx context.Context, digest string, w io.Writer) error
 }
 
 func newAPI(nc *nats.Conn) API { return &connAPI{c: client.New(nc), nc: nc} }
@@ -79,6 +82,20 @@ func (a *connAPI) FetchModule(ctx context.Context, digest string, w io.Writer) e
 		return err
 	}
 	return a.c.FetchModule(ctx, digest, w)
+}
+
+func (a *connAPI) ResolveImage(ctx context.Context, ref string) (string, error) {
+	if err := a.offline(); err != nil {
+		return "", err
+	}
+	return a.c.ResolveImage(ctx, ref)
+}
+
+func (a *connAPI) FetchBlob(ctx context.Context, digest string, w io.Writer) error {
+	if err := a.offline(); err != nil {
+		return err
+	}
+	return a.c.FetchBlob(ctx, digest, w)
 }
 
 // connWatch tells waiters when the connection comes up (again).

@@ -14,11 +14,19 @@ import (
 	"github.com/edgeorch/edgeorch/runtime"
 )
 
+// Labels the agent puts on every container, as the kubelet does.
+const (
+	labelPodName       = "io.kubernetes.pod.name"
+	labelPodNamespace  = "io.kubernetes.pod.namespace"
+	labelPodUID        = "io.kubernetes.pod.uid"
+	labelContainerName = "io.kubernetes.container.name"
+)
+
 // containerConfig builds the runtime configuration of a container: its
 // environment (configmaps and secrets read through the API, kept in the
 // local state for offline starts), expanded command and args, limits,
 // mounts and log file.
-func (w *podWorker) containerConfig(ctx context.Context, pod *manifests.Pod, spec *manifests.Container, c *ctr, image string) (runtime.ContainerConfig, error) {
+func (w *podWorker) containerConfig(ctx context.Context, pod *manifests.Pod, handler string, spec *manifests.Container, c *ctr, image string) (runtime.ContainerConfig, error) {
 	src := &podSources{w: w}
 	env, err := envvar.Resolve(ctx, pod, spec, src, envvar.PodFields{HostIP: w.a.cfg.Address, PodIP: w.a.cfg.Address})
 	if err != nil {
@@ -40,10 +48,10 @@ func (w *podWorker) containerConfig(ctx context.Context, pod *manifests.Pod, spe
 		LogMaxBytes: logMaxBytes,
 		LogMaxFiles: logMaxFiles,
 		Labels: map[string]string{
-			"io.kubernetes.pod.name":       pod.Name,
-			"io.kubernetes.pod.namespace":  pod.Namespace,
-			"io.kubernetes.pod.uid":        pod.UID,
-			"io.kubernetes.container.name": spec.Name,
+			labelPodName:       pod.Name,
+			labelPodNamespace:  pod.Namespace,
+			labelPodUID:        pod.UID,
+			labelContainerName: spec.Name,
 		},
 		Stdin: spec.Stdin,
 		TTY:   spec.TTY,
@@ -61,6 +69,14 @@ func (w *podWorker) containerConfig(ctx context.Context, pod *manifests.Pod, spe
 			return runtime.ContainerConfig{}, fmt.Errorf("resources.limits.cpu: %w", err)
 		}
 		cfg.CPUMilli = v.MilliValue()
+	}
+	if handler == manifests.RuntimeOCI && !w.a.cfg.PassImages {
+		sec, err := securityConfig(pod, spec, image)
+		if err != nil {
+			return runtime.ContainerConfig{}, err
+		}
+		cfg.Security = sec
+		cfg.PidsLimit = defaultPidsLimit
 	}
 	return cfg, nil
 }

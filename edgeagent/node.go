@@ -156,7 +156,7 @@ func (a *Agent) nodeStatus() (manifests.NodeStatus, error) {
 			MachineID:               machineID(),
 			KernelVersion:           kernelVersion(),
 			OSImage:                 osImage(),
-			ContainerRuntimeVersion: "wasm/wazero",
+			ContainerRuntimeVersion: a.runtimeVersion(),
 			KubeletVersion:          "edge-agent/" + Version,
 			OperatingSystem:         goruntime.GOOS,
 			Architecture:            goruntime.GOARCH,
@@ -166,6 +166,20 @@ func (a *Agent) nodeStatus() (manifests.NodeStatus, error) {
 		st.RuntimeHandlers = append(st.RuntimeHandlers, manifests.NodeRuntimeHandler{Name: name})
 	}
 	return st, nil
+}
+
+// runtimeVersion names the runtimes of the node: "oci/runc, wasm/wazero".
+func (a *Agent) runtimeVersion() string {
+	engines := map[string]string{manifests.RuntimeOCI: "runc", manifests.RuntimeWasm: "wazero"}
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(a.cfg.Runtimes)) {
+		if e := engines[name]; e != "" {
+			out = append(out, name+"/"+e)
+		} else {
+			out = append(out, name)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func memTotalKiB(path string) (int64, error) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,7 @@ const (
 	reasonRunError          = "RunContainerError"
 	reasonNoRuntimeHandler  = "RuntimeClassNotSupported"
 	reasonSandboxError      = "CreatePodSandboxError"
+	reasonStartError        = "StartError"
 	defaultGracePeriodInSec = 30
 )
 
@@ -73,6 +75,7 @@ type ctr struct {
 	restarts     podstatus.Backoff
 	failures     podstatus.Backoff
 	pullFailed   bool
+	startError   bool // the last instance failed to start; retryAt is its back-off
 }
 
 func newPodWorker(a *Agent, rec *state.Pod) *podWorker {
@@ -199,6 +202,9 @@ func (w *podWorker) sync(ctx context.Context) {
 			names = append(names, n)
 		}
 		msg := fmt.Sprintf("runtime handler %q is not available on node %s (available: %v)", handler, w.a.cfg.NodeName, names)
+		if handler == manifests.RuntimeOCI {
+			msg = "runc not found: " + msg
+		}
 		for _, c := range pod.Spec.Containers {
 			w.container(c.Name).cur = waiting(reasonNoRuntimeHandler, msg)
 		}
@@ -346,6 +352,7 @@ func (w *podWorker) runSandbox(ctx context.Context, rt runtime.Runtime, pod *man
 	id, err := rt.RunPodSandbox(ctx, runtime.PodSandboxConfig{
 		Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, Labels: pod.Labels,
 		LogDirectory: filepath.Join(dir, "logs"), Hostname: hostname,
+		Dir: filepath.Join(dir, "sandbox"),
 	})
 	if err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)
@@ -451,9 +458,19 @@ func (w *podWorker) syncContainer(ctx context.Context, rt runtime.Runtime, pod *
 		return false
 	}
 	if now.Before(c.retryAt) {
+		if c.startError {
+			c.cur = waiting(reasonCrashLoop, fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)",
+				c.retryAt.Sub(now).Round(time.Second), spec.Name, pod.Name, pod.Namespace, pod.UID))
+		}
 		return false
 	}
-	return w.start(ctx, rt, pod, handler, sandbox, spec, c)
+	if c.startError {
+		// The failed instance counts as a run, as with the kubelet.
+		c.restartCount++
+		c.startError = false
+		w.dirty = true
+	}
+	return w.start(ctx, rt, pod, handler, sandbox, spec, c, policy)
 }
 
 func finishedOr(t, now time.Time) time.Time {
@@ -497,9 +514,13 @@ func (w *podWorker) replace(ctx context.Context, rt runtime.Runtime, pod *manife
 
 // start creates and starts a container. It returns true when the sandbox
 // is gone.
-func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifests.Pod, handler, sandbox string, spec *manifests.Container, c *ctr) bool {
+func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifests.Pod, handler, sandbox string, spec *manifests.Container, c *ctr, policy string) bool {
 	fail := func(reason string, err error) bool {
-		c.cur = waiting(reason, err.Error())
+		msg := err.Error()
+		if errors.Is(err, runtime.ErrUnavailable) && handler == manifests.RuntimeOCI && !strings.Contains(msg, "runc") {
+			msg = "runc not found: " + msg
+		}
+		c.cur = waiting(reason, msg)
 		c.retryAt = time.Now().Add(c.failures.Failure())
 		return false
 	}
@@ -513,7 +534,7 @@ func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifest
 		return fail(reason, err)
 	}
 	c.pullFailed = false
-	cfg, err := w.containerConfig(ctx, pod, spec, c, image)
+	cfg, err := w.containerConfig(ctx, pod, handler, spec, c, image)
 	if err != nil {
 		return fail(reasonConfigError, err)
 	}
@@ -524,26 +545,62 @@ func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifest
 	if errors.Is(err, runtime.ErrNotFound) {
 		return true
 	}
+	if errors.Is(err, runtime.ErrInvalid) && handler == manifests.RuntimeOCI {
+		// runc checks the command at create: a bad command is a start
+		// error, as with the kubelet.
+		w.startFailed(pod, spec, c, policy, err)
+		return false
+	}
 	if err != nil {
 		return fail(reasonCreateError, err)
 	}
 	if err := rt.StartContainer(ctx, id); err != nil {
 		rt.RemoveContainer(ctx, id)
+		if handler == manifests.RuntimeOCI {
+			w.startFailed(pod, spec, c, policy, err)
+			return false
+		}
 		return fail(reasonRunError, err)
 	}
 	c.id = id
 	c.image = spec.Image
 	c.failures.Reset()
+	c.startError = false
 	c.cur = manifests.ContainerState{Running: &manifests.ContainerStateRunning{StartedAt: time.Now().UTC().Truncate(time.Second)}}
 	w.dirty = true
 	return false
 }
 
-// image returns what the runtime runs: for wasm the path of the verified
-// module, resolved from the image reference (the digest is remembered so
-// the pod starts again offline).
+// startFailed records a container that could not start (bad command): it
+// terminated with reason StartError, and is started again after a crash
+// back-off when the restart policy allows.
+func (w *podWorker) startFailed(pod *manifests.Pod, spec *manifests.Container, c *ctr, policy string, err error) {
+	now := time.Now().UTC().Truncate(time.Second)
+	term := &manifests.ContainerStateTerminated{ExitCode: 128, Reason: reasonStartError, Message: err.Error(), StartedAt: now, FinishedAt: now}
+	w.dirty = true
+	if !shouldRestart(policy, term.ExitCode) {
+		c.cur = manifests.ContainerState{Terminated: term}
+		c.done = true
+		return
+	}
+	c.last = term
+	c.cur = waiting(reasonRunError, err.Error())
+	c.startError = true
+	c.retryAt = time.Now().Add(c.restarts.Next(0))
+	w.a.log.Info("container failed to start", "pod", pod.Namespace+"/"+pod.Name, "container", spec.Name, "err", err)
+}
+
+// image returns what the runtime runs: for oci the directory of the
+// unpacked image (pulled under the pull policy); for wasm the path of the
+// verified module, resolved from the image reference. The digest is
+// remembered so the pod starts again offline.
 func (w *podWorker) image(ctx context.Context, handler string, spec *manifests.Container, c *ctr) (string, error) {
-	if handler != manifests.RuntimeWasm {
+	switch {
+	case w.a.cfg.PassImages:
+		return spec.Image, nil
+	case handler == manifests.RuntimeOCI:
+		return w.ociImage(ctx, w.pod(), spec, c)
+	case handler != manifests.RuntimeWasm:
 		return spec.Image, nil
 	}
 	digest := c.digest

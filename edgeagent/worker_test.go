@@ -2,9 +2,12 @@ package edgeagent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,8 +16,10 @@ import (
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/edgeagent/state"
+	"github.com/edgeorch/edgeorch/images"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/runtime"
+	"github.com/nats-io/nats.go"
 )
 
 // fakeRuntime keeps containers in memory; tests make them exit.
@@ -24,6 +29,8 @@ type fakeRuntime struct {
 	sandboxes  map[string]bool
 	containers map[string]*runtime.ContainerStatus
 	configs    map[string]runtime.ContainerConfig
+	// sandboxDirs are the Dir of every sandbox run.
+	sandboxDirs []string
 }
 
 func newFakeRuntime() *fakeRuntime {
@@ -38,6 +45,7 @@ func (f *fakeRuntime) RunPodSandbox(_ context.Context, cfg runtime.PodSandboxCon
 	f.n++
 	id := fmt.Sprintf("sb%d", f.n)
 	f.sandboxes[id] = true
+	f.sandboxDirs = append(f.sandboxDirs, cfg.Dir)
 	return id, nil
 }
 
@@ -108,7 +116,13 @@ func (f *fakeRuntime) ContainerStatus(_ context.Context, id string) (runtime.Con
 }
 
 func (f *fakeRuntime) ListContainers(context.Context, runtime.ContainerFilter) ([]runtime.ContainerStatus, error) {
-	return nil, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []runtime.ContainerStatus
+	for _, c := range f.containers {
+		out = append(out, *c)
+	}
+	return out, nil
 }
 
 func (f *fakeRuntime) Close(context.Context) error { return nil }
@@ -153,6 +167,14 @@ func (f *fakeAPI) FetchModule(context.Context, string, io.Writer) error {
 	return client.Errorf(client.CodeNotFound, "fake")
 }
 
+func (f *fakeAPI) ResolveImage(_ context.Context, ref string) (string, error) {
+	return "", client.Errorf(client.CodeNotFound, "image %q not found", ref)
+}
+
+func (f *fakeAPI) FetchBlob(context.Context, string, io.Writer) error {
+	return client.Errorf(client.CodeNotFound, "fake")
+}
+
 func newTestAgent(t *testing.T, rt runtime.Runtime, api API) *Agent {
 	t.Helper()
 	cfg := Config{NodeName: "n1", DataDir: t.TempDir(), Address: "10.0.0.9", Runtimes: map[string]runtime.Runtime{}, BackoffBase: time.Hour, BackoffMax: time.Hour}
@@ -168,8 +190,54 @@ func newTestAgent(t *testing.T, rt runtime.Runtime, api API) *Agent {
 	}
 	t.Cleanup(func() { db.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	return &Agent{cfg: cfg, log: log, api: api, db: db, mods: newModuleCache(t.TempDir(), api),
+	nc, err := nats.Connect(closedNATSURL(t), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return &Agent{cfg: cfg, log: log, api: api, db: db, nc: nc, mods: newModuleCache(t.TempDir(), api), imgs: &fakeImages{},
 		st: newStatusQueue(api, log), workers: map[string]*podWorker{}, gone: map[string]*podWorker{}}
+}
+
+// closedNATSURL is a NATS URL nobody listens on: an agent using it is offline.
+func closedNATSURL(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "nats://" + l.Addr().String()
+}
+
+// fakeImages "pulls" fake:// images: the image directory is the reference
+// itself, "fake://missing" is not found, and pulls are recorded.
+type fakeImages struct {
+	mu    sync.Mutex
+	pulls []images.PullOptions
+	kept  []string
+	// offline makes pulls that must reach the registry fail.
+	offline bool
+}
+
+func (f *fakeImages) Pull(_ context.Context, ref string, opts images.PullOptions) (images.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pulls = append(f.pulls, opts)
+	if ref == "fake://missing" {
+		return images.Image{}, fmt.Errorf("%s: %w", ref, images.ErrNotFound)
+	}
+	if f.offline && opts.Policy == images.PullAlways {
+		return images.Image{}, fmt.Errorf("%s: %w", ref, images.ErrUnreachable)
+	}
+	sum := sha256.Sum256([]byte(ref))
+	return images.Image{Ref: ref, Digest: "sha256:" + hex.EncodeToString(sum[:]), Dir: ref}, nil
+}
+
+func (f *fakeImages) GC(_ context.Context, keep []string) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.kept = keep
+	return 0, nil
 }
 
 // testWorkerPod is a one-container pod for handler whose argument uses an

@@ -164,6 +164,7 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 		newDescribeCmd(o),
 		newDeleteCmd(o),
 		newLogsCmd(o),
+		newExecCmd(o),
 		newWaitCmd(o),
 		newLabelCmd(o),
 		newPushCmd(o),
@@ -182,6 +183,10 @@ func Run(ctx context.Context, args []string, streams IOStreams) int {
 		return 0
 	}
 	printError(o.streams.ErrOut, err)
+	var ec *exitCodeError
+	if errors.As(err, &ec) {
+		return ec.code
+	}
 	return 1
 }
 
@@ -219,6 +224,8 @@ func printError(w io.Writer, err error) {
 	var ce *connectError
 	switch {
 	case errors.Is(err, errReported):
+	case errors.As(err, new(*exitCodeError)):
+		fmt.Fprintln(w, err.Error())
 	case errors.As(err, &ce):
 		fmt.Fprintln(w, ce.Error())
 	case errors.As(err, &ue):

@@ -110,6 +110,15 @@ func ParseAssignmentKey(key string) (node, namespace, pod string, err error) {
 // LeaseKey is the key of a node's heartbeat lease in BucketLeases.
 func LeaseKey(node string) string { return EncodeToken(node) }
 
+// LeaderKey is the key of the leader-election lease called name in
+// BucketLeases. It has two tokens, so it never collides with a node's
+// LeaseKey (one token) and watchers of node leases skip it by watching "*".
+func LeaderKey(name string) string { return "leader." + EncodeToken(name) }
+
+// NodeLeasesFilter selects the node leases in BucketLeases (not the
+// leader-election leases).
+const NodeLeasesFilter = "*"
+
 // WatchSubject is where the control plane publishes each change of an object.
 func WatchSubject(resource, namespace, name string) string {
 	return watchPrefix + "." + resource + "." + nsToken(namespace) + "." + EncodeToken(name)
@@ -126,7 +135,15 @@ func WatchFilter(resource, namespace string) string {
 // Node verbs served by each agent.
 const (
 	NodeVerbLogs = "logs"
+	// NodeVerbExec starts a command in a container; see NodeExecStdinSubject.
+	NodeVerbExec = "exec"
 )
+
+// NodeExecStdinSubject is where the client of an exec session publishes the
+// command's stdin (and its end) to the agent of node.
+func NodeExecStdinSubject(node, session string) string {
+	return NodeSubject(node, NodeVerbExec) + ".stdin." + EncodeToken(session)
+}
 
 // NodeSubject is a request subject served by the agent of node.
 func NodeSubject(node, verb string) string {

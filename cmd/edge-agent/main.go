@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -14,12 +15,15 @@ import (
 
 	"github.com/edgeorch/edgeorch/edgeagent"
 	"github.com/edgeorch/edgeorch/runtime"
+	"github.com/edgeorch/edgeorch/runtime/oci"
 	"github.com/edgeorch/edgeorch/runtime/wasm"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 )
 
 func main() {
+	// A container shim is this binary re-executed: it must not get further.
+	oci.MaybeRunShim()
 	if err := newCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "edge-agent:", err)
 		os.Exit(1)
@@ -27,8 +31,8 @@ func main() {
 }
 
 type options struct {
-	server, nodeName, dataDir, labels, address, logLevel string
-	heartbeat                                            time.Duration
+	server, nodeName, dataDir, labels, address, logLevel, runc string
+	heartbeat                                                  time.Duration
 }
 
 func newCommand() *cobra.Command {
@@ -58,6 +62,7 @@ func newCommand() *cobra.Command {
 	f.StringVar(&o.address, "address", "", "node InternalIP (default: first non-loopback IPv4)")
 	f.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the node lease is renewed")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.runc, "runc", "", "path of the runc binary for OCI containers (default: runc in PATH)")
 	return cmd
 }
 
@@ -102,6 +107,18 @@ func run(ctx context.Context, o options) error {
 		defer cancel()
 		rt.Close(cctx)
 	}()
+	runtimes := map[string]runtime.Runtime{rt.Name(): rt}
+	ociRT, err := oci.New(ctx, oci.Options{Root: filepath.Join(o.dataDir, "oci"), RuncPath: o.runc})
+	switch {
+	case errors.Is(err, runtime.ErrUnavailable):
+		log.Warn("OCI containers disabled: runc not found or not usable; this node advertises wasm only", "err", err)
+	case err != nil:
+		return fmt.Errorf("start oci runtime: %w", err)
+	default:
+		// Closing leaves the containers running for the next start.
+		defer ociRT.Close(context.Background())
+		runtimes[ociRT.Name()] = ociRT
+	}
 	// Connect in the background: the agent starts its pods from its local
 	// state while the control plane is unreachable.
 	nc, err := nats.Connect(o.server,
@@ -127,7 +144,7 @@ func run(ctx context.Context, o options) error {
 		Labels:            labels,
 		Address:           o.address,
 		HeartbeatInterval: o.heartbeat,
-		Runtimes:          map[string]runtime.Runtime{rt.Name(): rt},
+		Runtimes:          runtimes,
 		Logger:            log,
 	})
 }

@@ -14,21 +14,20 @@ package fake
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/edgeorch/edgeorch/runtime"
+	"github.com/edgeorch/edgeorch/runtime/internal/pods"
+	"github.com/edgeorch/edgeorch/runtime/internal/status"
 	"github.com/edgeorch/edgeorch/runtime/logfile"
 )
 
@@ -44,19 +43,10 @@ const (
 // Runtime implements runtime.Runtime in memory.
 type Runtime struct {
 	name string
-
-	mu         sync.Mutex
-	sandboxes  map[string]*sandbox
-	containers map[string]*container
-	closed     bool
+	pods *pods.Registry[*container]
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
-
-type sandbox struct {
-	cfg   runtime.PodSandboxConfig
-	ready bool
-}
 
 // New returns an empty fake runtime advertising handler name (HandlerName
 // when empty).
@@ -64,79 +54,26 @@ func New(name string) *Runtime {
 	if name == "" {
 		name = HandlerName
 	}
-	return &Runtime{name: name, sandboxes: map[string]*sandbox{}, containers: map[string]*container{}}
+	return &Runtime{name: name, pods: pods.New[*container]()}
 }
 
 // Name implements runtime.Runtime.
 func (r *Runtime) Name() string { return r.name }
 
-func newID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // RunPodSandbox implements runtime.Runtime.
 func (r *Runtime) RunPodSandbox(ctx context.Context, cfg runtime.PodSandboxConfig) (string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return "", fmt.Errorf("run sandbox: %w: runtime closed", runtime.ErrUnavailable)
-	}
-	id := newID()
-	cfg.Labels = maps.Clone(cfg.Labels)
-	r.sandboxes[id] = &sandbox{cfg: cfg, ready: true}
-	return id, nil
+	return r.pods.AddSandbox(cfg)
 }
 
 // StopPodSandbox implements runtime.Runtime.
 func (r *Runtime) StopPodSandbox(ctx context.Context, sandboxID string) error {
-	r.mu.Lock()
-	sb, ok := r.sandboxes[sandboxID]
-	if !ok {
-		r.mu.Unlock()
-		return fmt.Errorf("stop sandbox %s: %w", sandboxID, runtime.ErrNotFound)
-	}
-	sb.ready = false
-	cs := r.containersOf(sandboxID)
-	r.mu.Unlock()
-	for _, c := range cs {
-		if err := c.stop(ctx); err != nil {
-			return fmt.Errorf("stop sandbox %s: %w", sandboxID, err)
-		}
-	}
-	return nil
+	return r.pods.StopSandbox(ctx, sandboxID)
 }
 
 // RemovePodSandbox implements runtime.Runtime; removing a missing sandbox
 // succeeds.
 func (r *Runtime) RemovePodSandbox(ctx context.Context, sandboxID string) error {
-	r.mu.Lock()
-	_, ok := r.sandboxes[sandboxID]
-	r.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	if err := r.StopPodSandbox(ctx, sandboxID); err != nil {
-		return fmt.Errorf("remove sandbox %s: %w", sandboxID, err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.containersOf(sandboxID) {
-		delete(r.containers, c.id)
-	}
-	delete(r.sandboxes, sandboxID)
-	return nil
-}
-
-func (r *Runtime) containersOf(sandboxID string) []*container {
-	var cs []*container
-	for _, c := range r.containers {
-		if c.sandboxID == sandboxID {
-			cs = append(cs, c)
-		}
-	}
-	return cs
+	return r.pods.RemoveSandbox(ctx, sandboxID, r.RemoveContainer)
 }
 
 // script is a parsed fake image.
@@ -185,40 +122,31 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 	if err != nil {
 		return "", fmt.Errorf("create container %q: %w", cfg.Name, err)
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	sb, ok := r.sandboxes[sandboxID]
-	if !ok {
-		return "", fmt.Errorf("create container %q: sandbox %s: %w", cfg.Name, sandboxID, runtime.ErrNotFound)
-	}
-	if !sb.ready {
-		return "", fmt.Errorf("create container %q: sandbox %s is stopped: %w", cfg.Name, sandboxID, runtime.ErrState)
+	sb, err := r.pods.ReadySandbox(sandboxID)
+	if err != nil {
+		return "", fmt.Errorf("create container %q: %w", cfg.Name, err)
 	}
 	logPath := cfg.LogPath
-	if logPath != "" && !filepath.IsAbs(logPath) && sb.cfg.LogDirectory != "" {
-		logPath = filepath.Join(sb.cfg.LogDirectory, logPath)
+	if logPath != "" && !filepath.IsAbs(logPath) && sb.Config.LogDirectory != "" {
+		logPath = filepath.Join(sb.Config.LogDirectory, logPath)
 	}
-	labels := maps.Clone(sb.cfg.Labels)
+	labels := maps.Clone(sb.Config.Labels)
 	if labels == nil {
 		labels = map[string]string{}
 	}
 	maps.Copy(labels, cfg.Labels)
 	c := &container{
-		id: newID(), sandboxID: sandboxID, cfg: cfg, script: s, logPath: logPath,
-		labels: labels, created: time.Now(), state: runtime.StateCreated,
+		id: pods.NewID(), sandboxID: sandboxID, cfg: cfg, script: s, logPath: logPath,
+		labels: labels, created: time.Now(),
 	}
-	r.containers[c.id] = c
+	if err := r.pods.AddContainer(sandboxID, c.id, c, nil); err != nil {
+		return "", fmt.Errorf("create container %q: %w", cfg.Name, err)
+	}
 	return c.id, nil
 }
 
 func (r *Runtime) container(id string) (*container, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, ok := r.containers[id]
-	if !ok {
-		return nil, fmt.Errorf("container %s: %w", id, runtime.ErrNotFound)
-	}
-	return c, nil
+	return r.pods.Container(id)
 }
 
 // StartContainer implements runtime.Runtime.
@@ -239,7 +167,7 @@ func (r *Runtime) StopContainer(ctx context.Context, containerID string, timeout
 	if err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
-	if err := c.stop(ctx); err != nil {
+	if err := c.Stop(ctx); err != nil {
 		return fmt.Errorf("stop container %s (%s): %w", c.cfg.Name, containerID, err)
 	}
 	return nil
@@ -247,17 +175,13 @@ func (r *Runtime) StopContainer(ctx context.Context, containerID string, timeout
 
 // RemoveContainer implements runtime.Runtime.
 func (r *Runtime) RemoveContainer(ctx context.Context, containerID string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, ok := r.containers[containerID]
-	if !ok {
+	_, _, err := r.pods.RemoveContainer(containerID, func(c *container) error {
+		if c.status().State == runtime.StateRunning {
+			return fmt.Errorf("remove container %s (%s): %w: container is running", c.cfg.Name, containerID, runtime.ErrState)
+		}
 		return nil
-	}
-	if c.status().State == runtime.StateRunning {
-		return fmt.Errorf("remove container %s (%s): %w: container is running", c.cfg.Name, containerID, runtime.ErrState)
-	}
-	delete(r.containers, containerID)
-	return nil
+	})
+	return err
 }
 
 // ContainerStatus implements runtime.Runtime.
@@ -271,49 +195,20 @@ func (r *Runtime) ContainerStatus(ctx context.Context, containerID string) (runt
 
 // ListContainers implements runtime.Runtime, oldest first.
 func (r *Runtime) ListContainers(ctx context.Context, f runtime.ContainerFilter) ([]runtime.ContainerStatus, error) {
-	r.mu.Lock()
-	cs := make([]*container, 0, len(r.containers))
-	for _, c := range r.containers {
-		cs = append(cs, c)
-	}
-	r.mu.Unlock()
-	var out []runtime.ContainerStatus
+	cs := r.pods.Containers()
+	all := make([]runtime.ContainerStatus, 0, len(cs))
 	for _, c := range cs {
-		st := c.status()
-		if f.SandboxID != "" && st.SandboxID != f.SandboxID || f.State != nil && st.State != *f.State {
-			continue
-		}
-		match := true
-		for k, v := range f.Labels {
-			if got, ok := st.Labels[k]; !ok || got != v {
-				match = false
-			}
-		}
-		if match {
-			out = append(out, st)
-		}
+		all = append(all, c.status())
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
-	return out, nil
+	return status.Select(all, f), nil
 }
 
 // Close stops every container.
 func (r *Runtime) Close(ctx context.Context) error {
-	r.mu.Lock()
-	r.closed = true
-	cs := make([]*container, 0, len(r.containers))
-	for _, c := range r.containers {
-		cs = append(cs, c)
-	}
-	r.mu.Unlock()
+	cs, _ := r.pods.Close()
 	var errs []error
 	for _, c := range cs {
-		if err := c.stop(ctx); err != nil {
+		if err := c.Stop(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -329,26 +224,21 @@ type container struct {
 	labels    map[string]string
 	created   time.Time
 
-	mu       sync.Mutex
-	state    runtime.ContainerState
-	started  time.Time
-	finished time.Time
-	exitCode int32
-	reason   string
-	message  string
-	stopCh   chan struct{}
-	done     chan struct{}
+	mu     sync.Mutex
+	life   status.Lifecycle
+	stopCh chan struct{}
+	done   chan struct{}
 }
 
 func (c *container) status() runtime.ContainerStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return runtime.ContainerStatus{
+	st := runtime.ContainerStatus{
 		ID: c.id, SandboxID: c.sandboxID, Name: c.cfg.Name, Image: c.cfg.Image,
-		State: c.state, CreatedAt: c.created, StartedAt: c.started, FinishedAt: c.finished,
-		ExitCode: c.exitCode, Reason: c.reason, Message: c.message,
-		Labels: maps.Clone(c.labels), LogPath: c.logPath,
+		CreatedAt: c.created, Labels: maps.Clone(c.labels), LogPath: c.logPath,
 	}
+	c.life.Apply(&st)
+	return st
 }
 
 func (c *container) argv() []string {
@@ -361,8 +251,8 @@ func (c *container) argv() []string {
 func (c *container) start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != runtime.StateCreated {
-		return fmt.Errorf("%w: container is %s", runtime.ErrState, c.state)
+	if c.life.State != runtime.StateCreated {
+		return fmt.Errorf("%w: container is %s", runtime.ErrState, c.life.State)
 	}
 	var logs *logfile.Writer
 	if c.logPath != "" {
@@ -375,7 +265,7 @@ func (c *container) start() error {
 		}
 		logs = w
 	}
-	c.state, c.started = runtime.StateRunning, time.Now()
+	c.life.State, c.life.StartedAt = runtime.StateRunning, time.Now()
 	c.stopCh, c.done = make(chan struct{}), make(chan struct{})
 	go c.run(logs)
 	return nil
@@ -435,21 +325,15 @@ func (c *container) run(logs *logfile.Writer) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.state, c.finished = runtime.StateExited, time.Now()
-	c.exitCode, c.reason = int32(code), reason
+	c.life.State, c.life.FinishedAt = runtime.StateExited, time.Now()
+	c.life.ExitCode, c.life.Reason = int32(code), reason
 	close(c.done)
 }
 
-func (c *container) stop(ctx context.Context) error {
+// Stop ends the container and waits for it (bounded by ctx).
+func (c *container) Stop(ctx context.Context) error {
 	c.mu.Lock()
-	switch c.state {
-	case runtime.StateCreated:
-		now := time.Now()
-		c.state, c.started, c.finished = runtime.StateExited, now, now
-		c.exitCode, c.reason, c.message = ExitTerminated, runtime.ReasonError, "stopped before it started"
-		c.mu.Unlock()
-		return nil
-	case runtime.StateExited:
+	if c.life.EndUnstarted(ExitTerminated, runtime.ReasonError, "stopped before it started") {
 		c.mu.Unlock()
 		return nil
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/edgeorch/edgeorch/runtime"
+	"github.com/edgeorch/edgeorch/runtime/internal/status"
 	"github.com/edgeorch/edgeorch/runtime/logfile"
 )
 
@@ -37,12 +38,7 @@ type container struct {
 	created   time.Time
 
 	mu       sync.Mutex
-	state    runtime.ContainerState
-	started  time.Time
-	finished time.Time
-	exitCode int32
-	reason   string
-	message  string
+	life     status.Lifecycle
 	stopping bool
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when the module has ended
@@ -52,28 +48,24 @@ type container struct {
 func (c *container) status() runtime.ContainerStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return runtime.ContainerStatus{
-		ID:         c.id,
-		SandboxID:  c.sandboxID,
-		Name:       c.cfg.Name,
-		Image:      c.cfg.Image,
-		State:      c.state,
-		CreatedAt:  c.created,
-		StartedAt:  c.started,
-		FinishedAt: c.finished,
-		ExitCode:   c.exitCode,
-		Reason:     c.reason,
-		Message:    c.message,
-		Labels:     maps.Clone(c.labels),
-		LogPath:    c.logPath,
+	st := runtime.ContainerStatus{
+		ID:        c.id,
+		SandboxID: c.sandboxID,
+		Name:      c.cfg.Name,
+		Image:     c.cfg.Image,
+		CreatedAt: c.created,
+		Labels:    maps.Clone(c.labels),
+		LogPath:   c.logPath,
 	}
+	c.life.Apply(&st)
+	return st
 }
 
 func (c *container) stats() runtime.ContainerStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := runtime.ContainerStats{Timestamp: time.Now()}
-	if c.memory != nil && c.state == runtime.StateRunning {
+	if c.memory != nil && c.life.State == runtime.StateRunning {
 		st.MemoryBytes = c.memory.size.Load()
 	}
 	return st
@@ -90,8 +82,8 @@ func (c *container) args() []string {
 func (c *container) start(ctx context.Context, rt wazero.Runtime) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != runtime.StateCreated {
-		return fmt.Errorf("%w: container is %s", runtime.ErrState, c.state)
+	if c.life.State != runtime.StateCreated {
+		return fmt.Errorf("%w: container is %s", runtime.ErrState, c.life.State)
 	}
 	var (
 		logs   *logfile.Writer
@@ -112,10 +104,10 @@ func (c *container) start(ctx context.Context, rt wazero.Runtime) error {
 	if need := minMemoryBytes(c.mod.mod); limiter.limit > 0 && need > limiter.limit {
 		// The module cannot even be instantiated within the limit.
 		now := time.Now()
-		c.state, c.started, c.finished = runtime.StateExited, now, now
-		c.exitCode, c.reason = exitKilled, runtime.ReasonOOMKilled
-		c.message = fmt.Sprintf("module needs %d bytes of initial memory, limit is %d", need, limiter.limit)
-		fmt.Fprintln(stderr, c.message)
+		c.life.State, c.life.StartedAt, c.life.FinishedAt = runtime.StateExited, now, now
+		c.life.ExitCode, c.life.Reason = exitKilled, runtime.ReasonOOMKilled
+		c.life.Message = fmt.Sprintf("module needs %d bytes of initial memory, limit is %d", need, limiter.limit)
+		fmt.Fprintln(stderr, c.life.Message)
 		if logs != nil {
 			_ = logs.Close()
 		}
@@ -151,8 +143,8 @@ func (c *container) start(ctx context.Context, rt wazero.Runtime) error {
 	for _, kv := range c.cfg.Env {
 		modCfg = modCfg.WithEnv(kv.Key, kv.Value)
 	}
-	c.state = runtime.StateRunning
-	c.started = time.Now()
+	c.life.State = runtime.StateRunning
+	c.life.StartedAt = time.Now()
 	c.cancel = cancel
 	c.memory = limiter
 	c.done = make(chan struct{})
@@ -194,9 +186,9 @@ func (c *container) run(ctx context.Context, rt wazero.Runtime, modCfg wazero.Mo
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cancel()
-	c.finished = time.Now()
-	c.state = runtime.StateExited
-	c.exitCode, c.reason, c.message = classify(err, c.stopping, c.memory.refused.Load())
+	c.life.FinishedAt = time.Now()
+	c.life.State = runtime.StateExited
+	c.life.ExitCode, c.life.Reason, c.life.Message = classify(err, c.stopping, c.memory.refused.Load())
 	close(c.done)
 }
 
@@ -231,19 +223,12 @@ func trapMessage(err error) string {
 	return s
 }
 
-// stop cancels a running module and waits for it to end (bounded by ctx). A
+// Stop cancels a running module and waits for it to end (bounded by ctx). A
 // container that never started is marked exited; stopping an exited one is
 // a no-op.
-func (c *container) stop(ctx context.Context) error {
+func (c *container) Stop(ctx context.Context) error {
 	c.mu.Lock()
-	switch c.state {
-	case runtime.StateCreated:
-		now := time.Now()
-		c.state, c.started, c.finished = runtime.StateExited, now, now
-		c.exitCode, c.reason, c.message = exitKilled, runtime.ReasonKilled, "stopped before it started"
-		c.mu.Unlock()
-		return nil
-	case runtime.StateExited:
+	if c.life.EndUnstarted(exitKilled, runtime.ReasonKilled, "stopped before it started") {
 		c.mu.Unlock()
 		return nil
 	}

@@ -6,21 +6,19 @@ package wasm
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/edgeorch/edgeorch/runtime"
+	"github.com/edgeorch/edgeorch/runtime/internal/pods"
+	"github.com/edgeorch/edgeorch/runtime/internal/status"
 )
 
 // HandlerName is the runtime handler name this runtime advertises.
@@ -43,23 +41,13 @@ type Runtime struct {
 	rt      wazero.Runtime
 	modules *moduleCache
 
-	mu         sync.Mutex
-	sandboxes  map[string]*sandbox
-	containers map[string]*container
-	closed     bool
+	pods *pods.Registry[*container]
 }
 
 var (
 	_ runtime.Runtime = (*Runtime)(nil)
 	_ runtime.Statser = (*Runtime)(nil)
 )
-
-type sandbox struct {
-	id      string
-	cfg     runtime.PodSandboxConfig
-	ready   bool
-	created time.Time
-}
 
 // New creates the runtime. ctx bounds only the setup.
 func New(ctx context.Context, opts Options) (*Runtime, error) {
@@ -82,22 +70,15 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		return nil, fmt.Errorf("%w: instantiate WASI: %w", runtime.ErrUnavailable, err)
 	}
 	return &Runtime{
-		opts:       opts,
-		rt:         rt,
-		modules:    newModuleCache(rt),
-		sandboxes:  map[string]*sandbox{},
-		containers: map[string]*container{},
+		opts:    opts,
+		rt:      rt,
+		modules: newModuleCache(rt),
+		pods:    pods.New[*container](),
 	}, nil
 }
 
 // Name implements runtime.Runtime.
 func (r *Runtime) Name() string { return HandlerName }
-
-func newID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 // RunPodSandbox implements runtime.Runtime.
 func (r *Runtime) RunPodSandbox(ctx context.Context, cfg runtime.PodSandboxConfig) (string, error) {
@@ -106,95 +87,30 @@ func (r *Runtime) RunPodSandbox(ctx context.Context, cfg runtime.PodSandboxConfi
 			return "", fmt.Errorf("run sandbox %s/%s: log directory: %w", cfg.Namespace, cfg.Name, err)
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return "", fmt.Errorf("run sandbox: %w: runtime closed", runtime.ErrUnavailable)
-	}
-	sb := &sandbox{id: newID(), cfg: cfg, ready: true, created: time.Now()}
-	sb.cfg.Labels = maps.Clone(cfg.Labels)
-	r.sandboxes[sb.id] = sb
-	return sb.id, nil
+	return r.pods.AddSandbox(cfg)
 }
 
 // StopPodSandbox stops every container of the sandbox; stopping a stopped
 // sandbox succeeds.
 func (r *Runtime) StopPodSandbox(ctx context.Context, sandboxID string) error {
-	r.mu.Lock()
-	sb, ok := r.sandboxes[sandboxID]
-	if !ok {
-		r.mu.Unlock()
-		return fmt.Errorf("stop sandbox %s: %w", sandboxID, runtime.ErrNotFound)
-	}
-	sb.ready = false
-	cs := r.containersOf(sandboxID)
-	r.mu.Unlock()
-	for _, c := range cs {
-		if err := c.stop(ctx); err != nil {
-			return fmt.Errorf("stop sandbox %s: %w", sandboxID, err)
-		}
-	}
-	return nil
+	return r.pods.StopSandbox(ctx, sandboxID)
 }
 
 // RemovePodSandbox stops and removes the sandbox and its containers;
 // removing a missing sandbox succeeds.
 func (r *Runtime) RemovePodSandbox(ctx context.Context, sandboxID string) error {
-	r.mu.Lock()
-	_, ok := r.sandboxes[sandboxID]
-	r.mu.Unlock()
-	if !ok {
-		return nil
-	}
-	if err := r.StopPodSandbox(ctx, sandboxID); err != nil {
-		return fmt.Errorf("remove sandbox %s: %w", sandboxID, err)
-	}
-	r.mu.Lock()
-	cs := r.containersOf(sandboxID)
-	r.mu.Unlock()
-	for _, c := range cs {
-		if err := r.RemoveContainer(ctx, c.id); err != nil {
-			return fmt.Errorf("remove sandbox %s: %w", sandboxID, err)
-		}
-	}
-	r.mu.Lock()
-	delete(r.sandboxes, sandboxID)
-	r.mu.Unlock()
-	return nil
-}
-
-// containersOf lists a sandbox's containers; r.mu is held.
-func (r *Runtime) containersOf(sandboxID string) []*container {
-	var cs []*container
-	for _, c := range r.containers {
-		if c.sandboxID == sandboxID {
-			cs = append(cs, c)
-		}
-	}
-	return cs
+	return r.pods.RemoveSandbox(ctx, sandboxID, r.RemoveContainer)
 }
 
 // CreateContainer implements runtime.Runtime: it checks the configuration
 // and compiles the module (reusing a compiled module of the same content).
 func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg runtime.ContainerConfig) (string, error) {
-	r.mu.Lock()
-	sb, ok := r.sandboxes[sandboxID]
-	var (
-		sbCfg runtime.PodSandboxConfig
-		ready bool
-		count = len(r.containers)
-	)
-	if ok {
-		sbCfg, ready = sb.cfg, sb.ready
+	sb, err := r.pods.ReadySandbox(sandboxID)
+	if err != nil {
+		return "", fmt.Errorf("create container %q: %w", cfg.Name, err)
 	}
-	r.mu.Unlock()
-	if !ok {
-		return "", fmt.Errorf("create container %q: sandbox %s: %w", cfg.Name, sandboxID, runtime.ErrNotFound)
-	}
-	if !ready {
-		return "", fmt.Errorf("create container %q: sandbox %s is stopped: %w", cfg.Name, sandboxID, runtime.ErrState)
-	}
-	if r.opts.MaxContainers > 0 && count >= r.opts.MaxContainers {
+	sbCfg := sb.Config
+	if r.opts.MaxContainers > 0 && r.pods.Len() >= r.opts.MaxContainers {
 		return "", fmt.Errorf("create container %q: %w: at most %d containers", cfg.Name, runtime.ErrUnavailable, r.opts.MaxContainers)
 	}
 	if cfg.Name == "" {
@@ -229,41 +145,29 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 	}
 	maps.Copy(labels, cfg.Labels)
 	c := &container{
-		id:        newID(),
+		id:        pods.NewID(),
 		sandboxID: sandboxID,
 		cfg:       cfg,
 		logPath:   logPath,
 		labels:    labels,
 		mod:       mod,
 		created:   time.Now(),
-		state:     runtime.StateCreated,
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+	err = r.pods.AddContainer(sandboxID, c.id, c, func(count int) error {
+		if r.opts.MaxContainers > 0 && count >= r.opts.MaxContainers {
+			return fmt.Errorf("%w: at most %d containers", runtime.ErrUnavailable, r.opts.MaxContainers)
+		}
+		return nil
+	})
+	if err != nil {
 		r.modules.release(ctx, mod)
-		return "", fmt.Errorf("create container %q: %w: runtime closed", cfg.Name, runtime.ErrUnavailable)
+		return "", fmt.Errorf("create container %q: %w", cfg.Name, err)
 	}
-	if r.opts.MaxContainers > 0 && len(r.containers) >= r.opts.MaxContainers {
-		r.modules.release(ctx, mod)
-		return "", fmt.Errorf("create container %q: %w: at most %d containers", cfg.Name, runtime.ErrUnavailable, r.opts.MaxContainers)
-	}
-	if _, ok := r.sandboxes[sandboxID]; !ok {
-		r.modules.release(ctx, mod)
-		return "", fmt.Errorf("create container %q: sandbox %s: %w", cfg.Name, sandboxID, runtime.ErrNotFound)
-	}
-	r.containers[c.id] = c
 	return c.id, nil
 }
 
 func (r *Runtime) container(id string) (*container, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, ok := r.containers[id]
-	if !ok {
-		return nil, fmt.Errorf("container %s: %w", id, runtime.ErrNotFound)
-	}
-	return c, nil
+	return r.pods.Container(id)
 }
 
 // StartContainer implements runtime.Runtime. The module runs in its own
@@ -286,7 +190,7 @@ func (r *Runtime) StopContainer(ctx context.Context, containerID string, timeout
 	if err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
-	if err := c.stop(ctx); err != nil {
+	if err := c.Stop(ctx); err != nil {
 		return fmt.Errorf("stop container %s (%s): %w", c.cfg.Name, containerID, err)
 	}
 	return nil
@@ -295,20 +199,16 @@ func (r *Runtime) StopContainer(ctx context.Context, containerID string, timeout
 // RemoveContainer implements runtime.Runtime. Removing a running container
 // is ErrState; removing a missing one succeeds.
 func (r *Runtime) RemoveContainer(ctx context.Context, containerID string) error {
-	r.mu.Lock()
-	c, ok := r.containers[containerID]
-	if !ok {
-		r.mu.Unlock()
+	c, ok, err := r.pods.RemoveContainer(containerID, func(c *container) error {
+		if st := c.status().State; st == runtime.StateRunning {
+			return fmt.Errorf("remove container %s (%s): %w: container is running", c.cfg.Name, containerID, runtime.ErrState)
+		}
 		return nil
+	})
+	if ok && err == nil {
+		r.modules.release(ctx, c.mod)
 	}
-	if st := c.status().State; st == runtime.StateRunning {
-		r.mu.Unlock()
-		return fmt.Errorf("remove container %s (%s): %w: container is running", c.cfg.Name, containerID, runtime.ErrState)
-	}
-	delete(r.containers, containerID)
-	r.mu.Unlock()
-	r.modules.release(ctx, c.mod)
-	return nil
+	return err
 }
 
 // ContainerStatus implements runtime.Runtime.
@@ -322,41 +222,12 @@ func (r *Runtime) ContainerStatus(ctx context.Context, containerID string) (runt
 
 // ListContainers implements runtime.Runtime, oldest first.
 func (r *Runtime) ListContainers(ctx context.Context, filter runtime.ContainerFilter) ([]runtime.ContainerStatus, error) {
-	r.mu.Lock()
-	cs := make([]*container, 0, len(r.containers))
-	for _, c := range r.containers {
-		cs = append(cs, c)
-	}
-	r.mu.Unlock()
-	var out []runtime.ContainerStatus
+	cs := r.pods.Containers()
+	all := make([]runtime.ContainerStatus, 0, len(cs))
 	for _, c := range cs {
-		st := c.status()
-		if matches(st, filter) {
-			out = append(out, st)
-		}
+		all = append(all, c.status())
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.Before(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
-	return out, nil
-}
-
-func matches(st runtime.ContainerStatus, f runtime.ContainerFilter) bool {
-	if f.SandboxID != "" && st.SandboxID != f.SandboxID {
-		return false
-	}
-	if f.State != nil && st.State != *f.State {
-		return false
-	}
-	for k, v := range f.Labels {
-		if got, ok := st.Labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
+	return status.Select(all, filter), nil
 }
 
 // ContainerStats implements runtime.Statser: memory is the size of the
@@ -371,20 +242,13 @@ func (r *Runtime) ContainerStats(ctx context.Context, containerID string) (runti
 
 // Close stops every container and releases the wazero runtime.
 func (r *Runtime) Close(ctx context.Context) error {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+	cs, ok := r.pods.Close()
+	if !ok {
 		return nil
 	}
-	r.closed = true
-	cs := make([]*container, 0, len(r.containers))
-	for _, c := range r.containers {
-		cs = append(cs, c)
-	}
-	r.mu.Unlock()
 	var errs []error
 	for _, c := range cs {
-		if err := c.stop(ctx); err != nil {
+		if err := c.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop container %s: %w", c.id, err))
 		}
 	}
