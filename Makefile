@@ -9,7 +9,7 @@ WASM_CFLAGS ?= --target=wasm32-wasi --sysroot=/usr -O2 -Wall
 LDFLAGS := -s -w
 # Core packages run with the race detector.
 pkgs = $(strip $(foreach d,$(1),$(if $(wildcard $(d)/),./$(d)/...)))
-RACE_PKGS := $(call pkgs,manifests runtime messaging client controlplane edgeagent edgectl)
+RACE_PKGS := $(call pkgs,manifests runtime images messaging client controlplane edgeagent edgectl sim)
 OTHER_PKGS := $(call pkgs,cmd test wasm)
 
 .PHONY: all build wasm deps run stop test bench fmt vet clean cross
@@ -53,8 +53,9 @@ test: deps wasm fmt vet
 
 ## bench: Go benchmarks and harnesses that print figures
 bench: deps wasm build
-	$(GO) test -run '^$$' -bench . -benchtime 200x -count 1 ./runtime/wasm/ ./controlplane/... 2>&1 | grep -E '^(Benchmark|FAIL|goos|cpu)' || true
+	$(GO) test -run '^$$' -bench . -benchtime 200x -count 1 ./runtime/wasm/ ./runtime/oci/ ./controlplane/... 2>&1 | grep -E '^(Benchmark|FAIL|goos|cpu)' || true
 	$(GO) run ./test/bench
+	$(GO) run ./test/bench/fleet
 
 clean:
 	rm -rf $(BIN) wasm/build .run

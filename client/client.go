@@ -108,8 +108,16 @@ func (c *Client) List(ctx context.Context, resource, namespace, selector string)
 
 // Delete removes an object and returns it as it was.
 func (c *Client) Delete(ctx context.Context, resource, namespace, name string) (manifests.Object, error) {
+	return c.DeleteWithOptions(ctx, DeleteRequest{Resource: resource, Namespace: namespace, Name: name})
+}
+
+// DeleteWithOptions deletes the object req names, with req's
+// resourceVersion precondition and propagation policy. With Foreground or
+// Orphan (or when the object has finalizers) the object returned is the
+// one marked for deletion, which goes once the garbage collector is done.
+func (c *Client) DeleteWithOptions(ctx context.Context, req DeleteRequest) (manifests.Object, error) {
 	var res DeleteResult
-	if err := c.call(ctx, messaging.VerbDelete, DeleteRequest{Resource: resource, Namespace: namespace, Name: name}, &res); err != nil {
+	if err := c.call(ctx, messaging.VerbDelete, req, &res); err != nil {
 		return nil, err
 	}
 	return manifests.FromJSON(res.Object)

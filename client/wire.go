@@ -71,7 +71,21 @@ type DeleteRequest struct {
 	Namespace       string `json:"namespace,omitempty"`
 	Name            string `json:"name"`
 	ResourceVersion string `json:"resourceVersion,omitempty"`
+	// PropagationPolicy says what becomes of the object's dependents:
+	// "Background" (the default: the object goes now, the garbage
+	// collector deletes its dependents afterwards), "Foreground" (the
+	// dependents go first; until then the object stays with a
+	// deletionTimestamp) or "Orphan" (the dependents stay, without their
+	// reference to the object).
+	PropagationPolicy string `json:"propagationPolicy,omitempty"`
 }
+
+// Deletion propagation policies.
+const (
+	DeletePropagationBackground = "Background"
+	DeletePropagationForeground = "Foreground"
+	DeletePropagationOrphan     = "Orphan"
+)
 
 // DeleteResult returns the object as it was deleted.
 type DeleteResult struct {

@@ -99,7 +99,8 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ctrlErr := make(chan error, 1)
-	if cfg.RunControllers != nil {
+	ctrlRunning := cfg.RunControllers != nil
+	if ctrlRunning {
 		go func() { ctrlErr <- cfg.RunControllers(ctx, st, b, nc) }()
 	}
 	if ready != nil {
@@ -109,8 +110,18 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 		select {
 		case <-ctx.Done():
 			log.Info("control plane stopping")
+			// Let the controllers finish (the leader releases its lease)
+			// while NATS is still up.
+			if ctrlRunning {
+				select {
+				case <-ctrlErr:
+				case <-time.After(10 * time.Second):
+					log.Warn("controllers did not stop within 10s")
+				}
+			}
 			return nil
 		case err := <-ctrlErr:
+			ctrlRunning = false
 			if err != nil && ctx.Err() == nil {
 				return fmt.Errorf("controllers: %w", err)
 			}

@@ -3,6 +3,7 @@ package edgectl
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/manifests"
@@ -17,6 +18,8 @@ type deleteOptions struct {
 	all            bool
 	ignoreNotFound bool
 	output         string
+	cascade        string
+	policy         string // the API's propagationPolicy, from --cascade
 }
 
 func newDeleteCmd(o *options) *cobra.Command {
@@ -26,11 +29,18 @@ func newDeleteCmd(o *options) *cobra.Command {
 		Short: "Delete objects by name, by manifest or by label selector",
 		Example: `  edgectl delete pod hello
   edgectl delete -f app.yaml
-  edgectl delete pods -l app=hello`,
+  edgectl delete pods -l app=hello
+  edgectl delete deployment web --cascade=foreground
+  edgectl delete deployment web --cascade=orphan`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if d.output != "" && d.output != outputName {
 				return usageErrorf(cmd, "delete supports only -o name")
 			}
+			policy, err := parseCascade(d.cascade)
+			if err != nil {
+				return usageErrorf(cmd, "%v", err)
+			}
+			d.policy = policy
 			if len(d.files) > 0 {
 				if len(args) > 0 || d.selector != "" || d.all {
 					return usageErrorf(cmd, "cannot combine -f with resource arguments, -l or --all")
@@ -65,7 +75,23 @@ func newDeleteCmd(o *options) *cobra.Command {
 	f.BoolVar(&d.all, "all", false, "delete every object of the kinds given in the namespace")
 	f.BoolVar(&d.ignoreNotFound, "ignore-not-found", false, "treat a missing object as deleted")
 	f.StringVarP(&d.output, "output", "o", "", "output format: name")
+	f.StringVar(&d.cascade, "cascade", "background", `what becomes of the dependents (e.g. a Deployment's ReplicaSets and pods): "background" (deleted after the object), "foreground" (deleted before it) or "orphan" (left in place)`)
+	f.Lookup("cascade").NoOptDefVal = "background"
 	return cmd
+}
+
+// parseCascade maps --cascade to the API's propagation policy; "true" and
+// "false" are kubectl's older spellings of background and orphan.
+func parseCascade(s string) (string, error) {
+	switch strings.ToLower(s) {
+	case "background", "true":
+		return client.DeletePropagationBackground, nil
+	case "foreground":
+		return client.DeletePropagationForeground, nil
+	case "orphan", "false":
+		return client.DeletePropagationOrphan, nil
+	}
+	return "", fmt.Errorf(`invalid --cascade %q: must be "background", "foreground" or "orphan"`, s)
 }
 
 // ref names one object to delete.
@@ -139,7 +165,9 @@ func (d *deleteOptions) deleteAll(ctx context.Context, cl *client.Client, refs [
 	failed := false
 	for _, r := range refs {
 		rctx, cancel := d.reqCtx(ctx)
-		_, err := cl.Delete(rctx, r.kind.Resource, r.namespace, r.name)
+		_, err := cl.DeleteWithOptions(rctx, client.DeleteRequest{
+			Resource: r.kind.Resource, Namespace: r.namespace, Name: r.name, PropagationPolicy: d.policy,
+		})
 		cancel()
 		if err != nil {
 			if d.ignoreNotFound && client.IsNotFound(err) {
@@ -150,9 +178,9 @@ func (d *deleteOptions) deleteAll(ctx context.Context, cl *client.Client, refs [
 			continue
 		}
 		if d.output == outputName {
-			fmt.Fprintf(d.streams.Out, "%s/%s\n", r.kind.Singular, r.name)
+			fmt.Fprintf(d.streams.Out, "%s/%s\n", qualifiedSingular(r.kind), r.name)
 		} else {
-			fmt.Fprintf(d.streams.Out, "%s %q deleted\n", r.kind.Singular, r.name)
+			fmt.Fprintf(d.streams.Out, "%s %q deleted\n", qualifiedSingular(r.kind), r.name)
 		}
 	}
 	if failed {

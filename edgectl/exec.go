@@ -11,6 +11,7 @@ import (
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 )
 
 type execOptions struct {
@@ -104,6 +105,16 @@ func (e *execOptions) run(ctx context.Context, name string, command []string) er
 	req := client.ExecRequest{
 		Namespace: pod.Namespace, Pod: pod.Name, Container: container,
 		Command: command, Stdin: e.stdin, TTY: e.tty,
+	}
+	if e.tty && e.stdin {
+		// Keys go to the remote terminal as typed (Ctrl-C included).
+		if f, ok := e.streams.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			old, err := term.MakeRaw(int(f.Fd()))
+			if err != nil {
+				return fmt.Errorf("exec: set the terminal to raw mode: %w", err)
+			}
+			defer term.Restore(int(f.Fd()), old)
+		}
 	}
 	code, err := cl.Exec(ctx, pod.Spec.NodeName, req, client.ExecStreams{
 		Stdin: e.streams.In, Stdout: e.streams.Out, Stderr: e.streams.ErrOut,

@@ -88,5 +88,5 @@ func kindOf(obj manifests.Object) manifests.Kind {
 
 // objectName is kubectl's kind/name form, e.g. "pod/hello".
 func objectName(obj manifests.Object) string {
-	return kindOf(obj).Singular + "/" + obj.GetObjectMeta().Name
+	return qualifiedSingular(kindOf(obj)) + "/" + obj.GetObjectMeta().Name
 }

@@ -2,6 +2,8 @@ package edgectl
 
 import (
 	"testing"
+
+	"github.com/edgeorch/edgeorch/manifests"
 )
 
 func TestParseResourceArgs(t *testing.T) {
@@ -50,5 +52,18 @@ func TestParseResourceArgs(t *testing.T) {
 		if s != tc.want || withKind != tc.withKind {
 			t.Errorf("%q: got %q withKind %v, want %q %v", tc.args, s, withKind, tc.want, tc.withKind)
 		}
+	}
+}
+
+func TestObjectNameIsGroupQualified(t *testing.T) {
+	d := &manifests.Deployment{TypeMeta: manifests.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}}
+	d.Name = "web"
+	p := &manifests.Pod{TypeMeta: manifests.TypeMeta{APIVersion: "v1", Kind: "Pod"}}
+	p.Name = "hello"
+	if got := objectName(d); got != "deployment.apps/web" {
+		t.Errorf("objectName(deployment) = %q, want deployment.apps/web", got)
+	}
+	if got := objectName(p); got != "pod/hello" {
+		t.Errorf("objectName(pod) = %q, want pod/hello", got)
 	}
 }

@@ -169,6 +169,8 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 		newLabelCmd(o),
 		newPushCmd(o),
 		newVersionCmd(o),
+		newRolloutCmd(o),
+		newScaleCmd(o),
 	)
 	return root, o
 }

@@ -47,6 +47,8 @@ func tableHeaders(k manifests.Kind, o tableOptions) []string {
 		h = []string{"NAME", "TYPE", "DATA", "AGE"}
 	case "Event":
 		h = []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}
+	case "Deployment", "ReplicaSet", "DaemonSet", "Job":
+		h = workloadHeaders(k.Kind, o.Wide)
 	default:
 		h = []string{"NAME", "AGE"}
 	}
@@ -113,6 +115,8 @@ func tableRow(obj manifests.Object, o tableOptions) []string {
 		}
 		obj := strings.ToLower(v.InvolvedObject.Kind) + "/" + v.InvolvedObject.Name
 		row = []string{age(now, last), v.Type, v.Reason, obj, v.Message}
+	case *manifests.Deployment, *manifests.ReplicaSet, *manifests.DaemonSet, *manifests.Job:
+		row = workloadRow(obj, name, created, now, o.Wide)
 	default:
 		row = []string{name, created}
 	}
@@ -215,4 +219,104 @@ func orUnknown(s string) string {
 		return "<unknown>"
 	}
 	return s
+}
+
+// workloadHeaders are the columns of the workload kinds, as kubectl prints them.
+func workloadHeaders(kind string, wide bool) []string {
+	var h []string
+	switch kind {
+	case "Deployment":
+		h = []string{"NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"}
+	case "ReplicaSet":
+		h = []string{"NAME", "DESIRED", "CURRENT", "READY", "AGE"}
+	case "DaemonSet":
+		h = []string{"NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE"}
+	case "Job":
+		h = []string{"NAME", "COMPLETIONS", "DURATION", "AGE"}
+	}
+	if wide {
+		h = append(h, "CONTAINERS", "IMAGES", "SELECTOR")
+	}
+	return h
+}
+
+// workloadRow returns the cells of a Deployment, ReplicaSet, DaemonSet or Job.
+func workloadRow(obj manifests.Object, name, created string, now time.Time, wide bool) []string {
+	var (
+		row  []string
+		tmpl *manifests.PodTemplateSpec
+		sel  *manifests.LabelSelector
+	)
+	switch v := obj.(type) {
+	case *manifests.Deployment:
+		row = []string{name, fmt.Sprintf("%d/%d", v.Status.ReadyReplicas, int32OrZero(v.Spec.Replicas)),
+			fmt.Sprint(v.Status.UpdatedReplicas), fmt.Sprint(v.Status.AvailableReplicas), created}
+		tmpl, sel = &v.Spec.Template, v.Spec.Selector
+	case *manifests.ReplicaSet:
+		row = []string{name, fmt.Sprint(int32OrZero(v.Spec.Replicas)), fmt.Sprint(v.Status.Replicas),
+			fmt.Sprint(v.Status.ReadyReplicas), created}
+		tmpl, sel = &v.Spec.Template, v.Spec.Selector
+	case *manifests.DaemonSet:
+		s := v.Status
+		row = []string{name, fmt.Sprint(s.DesiredNumberScheduled), fmt.Sprint(s.CurrentNumberScheduled),
+			fmt.Sprint(s.NumberReady), fmt.Sprint(s.UpdatedNumberScheduled), fmt.Sprint(s.NumberAvailable),
+			orNone(manifests.SelectorFromSet(v.Spec.Template.Spec.NodeSelector).String()), created}
+		tmpl, sel = &v.Spec.Template, v.Spec.Selector
+	case *manifests.Job:
+		row = []string{name, jobCompletions(v), jobDuration(v, now), created}
+		tmpl, sel = &v.Spec.Template, v.Spec.Selector
+	}
+	if wide {
+		var names, images []string
+		for _, c := range tmpl.Spec.Containers {
+			names = append(names, c.Name)
+			images = append(images, c.Image)
+		}
+		row = append(row, orNone(strings.Join(names, ",")), orNone(strings.Join(images, ",")), formatLabelSelector(sel))
+	}
+	return row
+}
+
+func int32OrZero(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// jobCompletions is "succeeded/completions", or "succeeded/1 of N" for a
+// work-queue Job with parallelism N.
+func jobCompletions(j *manifests.Job) string {
+	if j.Spec.Completions != nil {
+		return fmt.Sprintf("%d/%d", j.Status.Succeeded, *j.Spec.Completions)
+	}
+	if p := int32OrZero(j.Spec.Parallelism); p > 1 {
+		return fmt.Sprintf("%d/1 of %d", j.Status.Succeeded, p)
+	}
+	return fmt.Sprintf("%d/1", j.Status.Succeeded)
+}
+
+// jobDuration is how long the Job ran (so far); empty before it started.
+func jobDuration(j *manifests.Job, now time.Time) string {
+	switch {
+	case j.Status.StartTime == nil:
+		return ""
+	case j.Status.CompletionTime == nil:
+		return humanDuration(now.Sub(*j.Status.StartTime))
+	default:
+		return humanDuration(j.Status.CompletionTime.Sub(*j.Status.StartTime))
+	}
+}
+
+// formatLabelSelector renders a LabelSelector as kubectl does (k=v,key in
+// (a,b),!key), "<none>" when it selects by nothing.
+func formatLabelSelector(ls *manifests.LabelSelector) string {
+	if ls == nil {
+		return "<none>"
+	}
+	s, err := manifests.LabelSelectorAsSelector(ls)
+	if err != nil {
+		return "<error>"
+	}
+	return orNone(s.String())
 }

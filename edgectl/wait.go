@@ -162,7 +162,7 @@ func (w *waitOptions) run(ctx context.Context, cond waitCondition, refs []ref) e
 		if err := w.waitOne(ctx, cl, cond, r, deadline); err != nil {
 			return err
 		}
-		fmt.Fprintf(w.streams.Out, "%s/%s condition met\n", r.kind.Singular, r.name)
+		fmt.Fprintf(w.streams.Out, "%s/%s condition met\n", qualifiedSingular(r.kind), r.name)
 	}
 	return nil
 }

@@ -38,6 +38,8 @@ func Default(obj Object) {
 		if o.Type == "" {
 			o.Type = "Opaque"
 		}
+	case *Deployment, *ReplicaSet, *DaemonSet, *Job:
+		defaultWorkload(o)
 	case *Node:
 		if o.Status.Allocatable == nil && o.Status.Capacity != nil {
 			o.Status.Allocatable = make(ResourceList, len(o.Status.Capacity))

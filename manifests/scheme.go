@@ -27,6 +27,10 @@ var kinds = []Kind{
 	{APIVersion: "v1", Kind: "Secret", Resource: "secrets", Singular: "secret", Namespaced: true, New: func() Object { return &Secret{} }},
 	{APIVersion: "v1", Kind: "Node", Resource: "nodes", Singular: "node", ShortNames: []string{"no"}, New: func() Object { return &Node{} }},
 	{APIVersion: "v1", Kind: "Event", Resource: "events", Singular: "event", ShortNames: []string{"ev"}, Namespaced: true, New: func() Object { return &Event{} }},
+	{APIVersion: "apps/v1", Kind: "Deployment", Resource: "deployments", Singular: "deployment", ShortNames: []string{"deploy"}, Namespaced: true, New: func() Object { return &Deployment{} }},
+	{APIVersion: "apps/v1", Kind: "ReplicaSet", Resource: "replicasets", Singular: "replicaset", ShortNames: []string{"rs"}, Namespaced: true, New: func() Object { return &ReplicaSet{} }},
+	{APIVersion: "apps/v1", Kind: "DaemonSet", Resource: "daemonsets", Singular: "daemonset", ShortNames: []string{"ds"}, Namespaced: true, New: func() Object { return &DaemonSet{} }},
+	{APIVersion: "batch/v1", Kind: "Job", Resource: "jobs", Singular: "job", Namespaced: true, New: func() Object { return &Job{} }},
 }
 
 // Kinds returns every supported kind.

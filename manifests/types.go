@@ -64,26 +64,27 @@ type Pod struct {
 
 // PodSpec is the desired state of a pod.
 type PodSpec struct {
-	Containers                    []Container         `json:"containers"`
-	InitContainers                []Container         `json:"initContainers,omitempty"`
-	Volumes                       []Volume            `json:"volumes,omitempty"`
-	RestartPolicy                 string              `json:"restartPolicy,omitempty"`
-	TerminationGracePeriodSeconds *int64              `json:"terminationGracePeriodSeconds,omitempty"`
-	ActiveDeadlineSeconds         *int64              `json:"activeDeadlineSeconds,omitempty"`
-	NodeSelector                  map[string]string   `json:"nodeSelector,omitempty"`
-	NodeName                      string              `json:"nodeName,omitempty"`
-	RuntimeClassName              *string             `json:"runtimeClassName,omitempty"`
-	ServiceAccountName            string              `json:"serviceAccountName,omitempty"`
-	Hostname                      string              `json:"hostname,omitempty"`
-	Subdomain                     string              `json:"subdomain,omitempty"`
-	HostNetwork                   bool                `json:"hostNetwork,omitempty"`
-	DNSPolicy                     string              `json:"dnsPolicy,omitempty"`
-	ImagePullSecrets              []LocalObjectRef    `json:"imagePullSecrets,omitempty"`
-	Tolerations                   []Toleration        `json:"tolerations,omitempty"`
-	Affinity                      *Affinity           `json:"affinity,omitempty"`
-	SecurityContext               *PodSecurityContext `json:"securityContext,omitempty"`
-	PriorityClassName             string              `json:"priorityClassName,omitempty"`
-	SchedulerName                 string              `json:"schedulerName,omitempty"`
+	Containers                    []Container                `json:"containers"`
+	InitContainers                []Container                `json:"initContainers,omitempty"`
+	Volumes                       []Volume                   `json:"volumes,omitempty"`
+	RestartPolicy                 string                     `json:"restartPolicy,omitempty"`
+	TerminationGracePeriodSeconds *int64                     `json:"terminationGracePeriodSeconds,omitempty"`
+	ActiveDeadlineSeconds         *int64                     `json:"activeDeadlineSeconds,omitempty"`
+	NodeSelector                  map[string]string          `json:"nodeSelector,omitempty"`
+	NodeName                      string                     `json:"nodeName,omitempty"`
+	RuntimeClassName              *string                    `json:"runtimeClassName,omitempty"`
+	ServiceAccountName            string                     `json:"serviceAccountName,omitempty"`
+	Hostname                      string                     `json:"hostname,omitempty"`
+	Subdomain                     string                     `json:"subdomain,omitempty"`
+	HostNetwork                   bool                       `json:"hostNetwork,omitempty"`
+	DNSPolicy                     string                     `json:"dnsPolicy,omitempty"`
+	ImagePullSecrets              []LocalObjectRef           `json:"imagePullSecrets,omitempty"`
+	Tolerations                   []Toleration               `json:"tolerations,omitempty"`
+	Affinity                      *Affinity                  `json:"affinity,omitempty"`
+	TopologySpreadConstraints     []TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+	SecurityContext               *PodSecurityContext        `json:"securityContext,omitempty"`
+	PriorityClassName             string                     `json:"priorityClassName,omitempty"`
+	SchedulerName                 string                     `json:"schedulerName,omitempty"`
 }
 
 // Container is one process (a wasm module or an OCI image) in a pod.
@@ -297,6 +298,23 @@ type Toleration struct {
 	Effect            string `json:"effect,omitempty"`
 	TolerationSeconds *int64 `json:"tolerationSeconds,omitempty"`
 }
+
+// TopologySpreadConstraint bounds how unevenly the pods matching
+// LabelSelector may spread across the domains of TopologyKey (the values
+// of that node label).
+type TopologySpreadConstraint struct {
+	MaxSkew           int32          `json:"maxSkew"`
+	TopologyKey       string         `json:"topologyKey"`
+	WhenUnsatisfiable string         `json:"whenUnsatisfiable"`
+	LabelSelector     *LabelSelector `json:"labelSelector,omitempty"`
+	MinDomains        *int32         `json:"minDomains,omitempty"`
+}
+
+// TopologySpreadConstraint.WhenUnsatisfiable values.
+const (
+	DoNotSchedule  = "DoNotSchedule"
+	ScheduleAnyway = "ScheduleAnyway"
+)
 
 // Affinity holds node affinity rules.
 type Affinity struct {

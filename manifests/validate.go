@@ -136,6 +136,8 @@ func validate(l *errList, obj Object) {
 		validateNode(l, o)
 	case *Event:
 		validateEvent(l, o)
+	case *Deployment, *ReplicaSet, *DaemonSet, *Job:
+		validateWorkload(l, o)
 	}
 }
 
@@ -336,6 +338,9 @@ func validatePodSpec(l *errList, s *PodSpec, p string) {
 	for i, t := range s.Tolerations {
 		validateToleration(l, t, fmt.Sprintf("%s.tolerations[%d]", p, i))
 	}
+	for i, c := range s.TopologySpreadConstraints {
+		validateTopologySpreadConstraint(l, c, fmt.Sprintf("%s.topologySpreadConstraints[%d]", p, i))
+	}
 	if a := s.Affinity; a != nil && a.NodeAffinity != nil {
 		na := a.NodeAffinity
 		ap := p + ".affinity.nodeAffinity"
@@ -359,6 +364,32 @@ func validatePodSpec(l *errList, s *PodSpec, p string) {
 	if sc := s.SecurityContext; sc != nil {
 		validateIDs(l, p+".securityContext", sc.RunAsUser, sc.RunAsGroup, sc.FSGroup)
 	}
+}
+
+func validateTopologySpreadConstraint(l *errList, c TopologySpreadConstraint, p string) {
+	if c.MaxSkew <= 0 {
+		l.invalid(p+".maxSkew", c.MaxSkew, "must be greater than zero")
+	}
+	if c.TopologyKey == "" {
+		l.required(p + ".topologyKey")
+	} else {
+		validateQualifiedName(l, p+".topologyKey", c.TopologyKey)
+	}
+	switch c.WhenUnsatisfiable {
+	case DoNotSchedule, ScheduleAnyway:
+	case "":
+		l.required(p + ".whenUnsatisfiable")
+	default:
+		l.unsupported(p+".whenUnsatisfiable", c.WhenUnsatisfiable, DoNotSchedule, ScheduleAnyway)
+	}
+	if c.MinDomains != nil {
+		if *c.MinDomains <= 0 {
+			l.invalid(p+".minDomains", *c.MinDomains, "must be greater than zero")
+		} else if c.WhenUnsatisfiable != DoNotSchedule {
+			l.invalid(p+".minDomains", *c.MinDomains, "can only use minDomains if whenUnsatisfiable=DoNotSchedule")
+		}
+	}
+	validateLabelSelector(l, c.LabelSelector, p+".labelSelector")
 }
 
 func validateIDs(l *errList, p string, ids ...*int64) {
@@ -886,6 +917,8 @@ func ValidateUpdate(newObj, oldObj Object) error {
 		l.add("metadata.creationTimestamp", "forbidden: field is immutable")
 	}
 	switch n := newObj.(type) {
+	case *Deployment, *ReplicaSet, *DaemonSet, *Job:
+		validateWorkloadUpdate(&l, n, oldObj)
 	case *Pod:
 		validatePodUpdate(&l, &n.Spec, &oldObj.(*Pod).Spec)
 	case *ConfigMap:

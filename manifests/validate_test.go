@@ -249,3 +249,18 @@ func TestValidateUpdateConfig(t *testing.T) {
 		t.Fatalf("kind change: %v", err)
 	}
 }
+
+func TestValidateTopologySpreadConstraints(t *testing.T) {
+	p := validPod()
+	p.Spec.TopologySpreadConstraints = []TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "site", WhenUnsatisfiable: DoNotSchedule, LabelSelector: &LabelSelector{MatchLabels: map[string]string{"app": "web"}}}}
+	if err := Validate(p); err != nil {
+		t.Fatalf("valid constraint: %v", err)
+	}
+	p.Spec.TopologySpreadConstraints = []TopologySpreadConstraint{{MaxSkew: 0, WhenUnsatisfiable: "Maybe"}}
+	want := `spec.topologySpreadConstraints[0].maxSkew: invalid value 0: must be greater than zero; ` +
+		`spec.topologySpreadConstraints[0].topologyKey: required; ` +
+		`spec.topologySpreadConstraints[0].whenUnsatisfiable: unsupported value "Maybe": supported values: "DoNotSchedule", "ScheduleAnyway"`
+	if err := Validate(p); err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
+	}
+}

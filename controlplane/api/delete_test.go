@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/edgeorch/edgeorch/client"
@@ -80,4 +81,53 @@ func TestDeleteNamespace(t *testing.T) {
 	}
 	_, err = e.c.Delete(ctx, "ns", "", "team")
 	wantCode(t, err, client.CodeNotFound, `namespaces "team" not found`)
+}
+
+func TestDeletePropagation(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := ctxT(t)
+	for _, c := range []struct{ policy, finalizer string }{
+		{client.DeletePropagationForeground, manifests.FinalizerForeground},
+		{client.DeletePropagationOrphan, manifests.FinalizerOrphan},
+	} {
+		name := "cm-" + strings.ToLower(c.policy)
+		if _, _, err := e.c.Apply(ctx, configMap("default", name, "1")); err != nil {
+			t.Fatal(err)
+		}
+		obj, err := e.c.DeleteWithOptions(ctx, client.DeleteRequest{Resource: "configmaps", Namespace: "default", Name: name, PropagationPolicy: c.policy})
+		if err != nil {
+			t.Fatalf("%s: %v", c.policy, err)
+		}
+		m := obj.GetObjectMeta()
+		if m.DeletionTimestamp == nil || len(m.Finalizers) != 1 || m.Finalizers[0] != c.finalizer {
+			t.Fatalf("%s: returned %+v", c.policy, m)
+		}
+		// Marked, not gone: the garbage collector finishes the deletion.
+		got, err := e.c.Get(ctx, "configmaps", "default", name)
+		if err != nil || got.GetObjectMeta().DeletionTimestamp == nil {
+			t.Fatalf("%s: after delete: %v %+v", c.policy, err, got)
+		}
+		// Deleting again changes nothing.
+		again, err := e.c.DeleteWithOptions(ctx, client.DeleteRequest{Resource: "configmaps", Namespace: "default", Name: name, PropagationPolicy: c.policy})
+		if err != nil || again.GetObjectMeta().ResourceVersion != got.GetObjectMeta().ResourceVersion {
+			t.Fatalf("%s: second delete: %v", c.policy, err)
+		}
+	}
+
+	// An object with a finalizer is only marked by a background delete.
+	cm := configMap("default", "held", "1")
+	cm.Finalizers = []string{"example.com/hold"}
+	if _, _, err := e.c.Apply(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := e.c.Delete(ctx, "configmaps", "default", "held")
+	if err != nil || obj.GetObjectMeta().DeletionTimestamp == nil {
+		t.Fatalf("delete with finalizer: %v %+v", err, obj)
+	}
+	if _, err := e.c.Get(ctx, "configmaps", "default", "held"); err != nil {
+		t.Fatalf("object with a finalizer deleted: %v", err)
+	}
+
+	_, err = e.c.DeleteWithOptions(ctx, client.DeleteRequest{Resource: "configmaps", Namespace: "default", Name: "held", PropagationPolicy: "Sideways"})
+	wantCode(t, err, client.CodeInvalid, `propagationPolicy: Unsupported value: "Sideways": supported values: "Background", "Foreground", "Orphan"`)
 }

@@ -49,6 +49,8 @@ func (s *Server) update(ctx context.Context, body []byte) (any, error) {
 func keepServerMeta(obj, stored manifests.Object) {
 	m, sm := obj.GetObjectMeta(), stored.GetObjectMeta()
 	m.UID, m.CreationTimestamp, m.Generation = sm.UID, sm.CreationTimestamp, sm.Generation
+	// A delete in progress (finalizers pending) cannot be undone by a write.
+	m.DeletionTimestamp = sm.DeletionTimestamp
 }
 
 // write stores next over stored unless they are equal, and returns the

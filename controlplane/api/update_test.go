@@ -53,3 +53,35 @@ func TestUpdate(t *testing.T) {
 	_, err = e.c.Update(ctx, gone)
 	wantCode(t, err, client.CodeNotFound, `configmaps "gone" not found`)
 }
+
+// A write to an object being deleted (finalizers pending) keeps its
+// deletionTimestamp: a client cannot cancel a Foreground or Orphan delete.
+func TestUpdateKeepsDeletionTimestamp(t *testing.T) {
+	e := newEnv(t, Options{})
+	ctx := ctxT(t)
+	cm := configMap("default", "held", "1")
+	cm.Finalizers = []string{"example.com/hold"}
+	if _, _, err := e.c.Apply(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Delete(ctx, "configmaps", "default", "held"); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := e.c.Get(ctx, "configmaps", "default", "held")
+	if err != nil {
+		t.Fatalf("object with a finalizer should stay until it is removed: %v", err)
+	}
+	marked := obj.(*manifests.ConfigMap)
+	if marked.DeletionTimestamp == nil {
+		t.Fatal("delete did not set deletionTimestamp")
+	}
+	marked.DeletionTimestamp = nil
+	marked.Data["k"] = "2"
+	up, err := e.c.Update(ctx, marked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.GetObjectMeta().DeletionTimestamp == nil {
+		t.Fatal("update cleared deletionTimestamp")
+	}
+}

@@ -222,7 +222,7 @@ func TestControllers(t *testing.T) {
 			return err
 		}
 		for _, c := range p.Status.Conditions {
-			if c.Type == manifests.PodScheduled && strings.Contains(c.Message, "1 node(s) were not ready") {
+			if c.Type == manifests.PodScheduled && strings.Contains(c.Message, "1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }") {
 				return nil
 			}
 		}
@@ -249,5 +249,14 @@ func TestDefaultOptions(t *testing.T) {
 	t.Setenv("EDGE_NODE_GRACE", "soon")
 	if _, err := DefaultOptions(); err == nil {
 		t.Fatal("bad EDGE_NODE_GRACE accepted")
+	}
+	t.Setenv("EDGE_NODE_GRACE", "")
+	t.Setenv("EDGE_NODE_UNREACHABLE_GRACE", "90s")
+	if o, err := DefaultOptions(); err != nil || o.NodeUnreachableGrace != 90*time.Second || o.NodeGrace != 40*time.Second {
+		t.Fatalf("DefaultOptions = %+v, %v", o, err)
+	}
+	t.Setenv("EDGE_NODE_UNREACHABLE_GRACE", "-1s")
+	if _, err := DefaultOptions(); err == nil {
+		t.Fatal("bad EDGE_NODE_UNREACHABLE_GRACE accepted")
 	}
 }

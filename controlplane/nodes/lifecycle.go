@@ -1,6 +1,13 @@
 // Package nodes runs the node lifecycle controller: it turns the agents'
-// heartbeat leases into each Node's Ready condition. Pods on a silent node
-// are left alone (edge autonomy): the node only becomes Ready=Unknown.
+// heartbeat leases into each Node's Ready condition and lifecycle taints.
+// A node silent for Grace becomes NotReady (Ready=Unknown, taint
+// node.kubernetes.io/not-ready:NoSchedule); silent for UnreachableGrace
+// more it becomes Unreachable (taints node.edge.io/unreachable with
+// NoSchedule and NoExecute). Pods on it are left alone (edge autonomy)
+// unless they tolerate node.edge.io/unreachable:NoExecute for a limited
+// tolerationSeconds: those are deleted once it has passed, so that their
+// controllers replace them elsewhere. Other NoExecute taints evict as in
+// Kubernetes (untolerated pods at once).
 package nodes
 
 import (
@@ -8,11 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/controlplane/controller"
+	"github.com/edgeorch/edgeorch/controlplane/scheduler"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +29,27 @@ import (
 
 // DefaultGrace is how long a node stays Ready without a new heartbeat.
 const DefaultGrace = 40 * time.Second
+
+// DefaultUnreachableGrace is how long a node stays NotReady before it is
+// Unreachable.
+const DefaultUnreachableGrace = 5 * time.Minute
+
+// Lifecycle taints.
+const (
+	// TaintNotReady is put (NoSchedule) on a node that stopped heartbeating.
+	TaintNotReady = "node.kubernetes.io/not-ready"
+	// TaintUnreachable is put (NoSchedule and NoExecute) on a node silent
+	// for Grace+UnreachableGrace. Unlike Kubernetes' NoExecute taints it
+	// evicts only the pods that tolerate it for a limited time.
+	TaintUnreachable = "node.edge.io/unreachable"
+)
+
+// EventTaintManagerEviction is the reason of the event on an evicted pod.
+const EventTaintManagerEviction = "TaintManagerEviction"
+
+// EventNodeUnreachable is the reason of the event on a node that became
+// unreachable.
+const EventNodeUnreachable = "NodeUnreachable"
 
 // Ready condition reasons and messages.
 const (
@@ -37,15 +67,26 @@ const (
 // Options tune the controller. Zero values take the defaults.
 type Options struct {
 	Grace time.Duration
+	// UnreachableGrace is how long a node stays NotReady before it is
+	// Unreachable (DefaultUnreachableGrace).
+	UnreachableGrace time.Duration
 	// Resync is how often every node is re-evaluated (Grace/4 when zero).
 	Resync time.Duration
 	Now    func() time.Time
+	// Pods is the pod cache; without it no pod is evicted.
+	Pods PodLister
+}
+
+// PodLister is the pod cache.
+type PodLister interface {
+	List(sel manifests.Selector) []manifests.Object
 }
 
 // Store is what the controller needs of the object store.
 type Store interface {
 	Get(ctx context.Context, resource, namespace, name string) (manifests.Object, error)
 	Update(ctx context.Context, obj manifests.Object) (manifests.Object, error)
+	Delete(ctx context.Context, resource, namespace, name string, rev uint64) (manifests.Object, error)
 }
 
 // Recorder records events.
@@ -67,7 +108,7 @@ type Controller struct {
 	opts   Options
 	queue  *controller.Queue
 	start  time.Time
-	leases sync.Map // node name -> time.Time: server time of the last lease write
+	leases sync.Map // node name -> heartbeat: the last lease write seen
 }
 
 // New returns a controller; feed it with WatchLeases and the node informer
@@ -75,6 +116,9 @@ type Controller struct {
 func New(st Store, nodes NodeLister, rec Recorder, opts Options) *Controller {
 	if opts.Grace <= 0 {
 		opts.Grace = DefaultGrace
+	}
+	if opts.UnreachableGrace <= 0 {
+		opts.UnreachableGrace = DefaultUnreachableGrace
 	}
 	if opts.Resync <= 0 {
 		opts.Resync = opts.Grace / 4
@@ -85,9 +129,29 @@ func New(st Store, nodes NodeLister, rec Recorder, opts Options) *Controller {
 	return &Controller{st: st, nodes: nodes, rec: rec, opts: opts, queue: controller.NewQueue(defaultWorkerBackoff, opts.Grace), start: opts.Now()}
 }
 
+// heartbeat is the last lease write of a node the controller saw: its
+// server time, and the local time the controller saw it, by which the node
+// is judged (as Kubernetes judges by its own probe time, so that clock
+// skew between the control plane and NATS does not matter). replayed marks
+// a lease read when the watch (re)started rather than seen being written:
+// it says nothing about whether the node is alive now.
+type heartbeat struct {
+	server, seen time.Time
+	replayed     bool
+}
+
 // ObserveLease records a heartbeat of node written at server time t.
 func (c *Controller) ObserveLease(node string, t time.Time) {
-	c.leases.Store(node, t)
+	c.observe(node, t, false)
+}
+
+func (c *Controller) observe(node string, t time.Time, replayed bool) {
+	if v, ok := c.leases.Load(node); ok && v.(heartbeat).server.Equal(t) {
+		c.queue.Add(node) // the same write, replayed by a restarted watch
+		return
+	}
+	_, known := c.leases.Load(node)
+	c.leases.Store(node, heartbeat{server: t, seen: c.opts.Now(), replayed: replayed && !known})
 	c.queue.Add(node)
 }
 
@@ -104,37 +168,90 @@ func (c *Controller) NodeChanged(old, new manifests.Object) {
 	}
 }
 
-// Sync brings the Ready condition of node name in line with its lease. A
-// node without a lease seen since the controller started gets the grace
-// period from the start, so a control-plane restart does not flap nodes.
+// PodChanged is the pod informer's handler: a pod bound to a node with a
+// NoExecute taint may have to be evicted.
+func (c *Controller) PodChanged(old, new manifests.Object) {
+	p, _ := new.(*manifests.Pod)
+	if p == nil || p.Spec.NodeName == "" {
+		return
+	}
+	if obj, ok := c.nodes.Get(p.Spec.NodeName); ok {
+		if n, ok := obj.(*manifests.Node); ok && hasNoExecute(n) {
+			c.queue.Add(p.Spec.NodeName)
+		}
+	}
+}
+
+// State is where a node is in its lifecycle.
+type State int
+
+// Node states.
+const (
+	StateReady State = iota
+	StateNotReady
+	StateUnreachable
+)
+
+func (s State) String() string {
+	return [...]string{"Ready", "NotReady", "Unreachable"}[s]
+}
+
+// state returns the state of a node last heard of at last, and when it
+// changes next if no heartbeat comes (zero when never).
+func (c *Controller) state(now, last time.Time) (State, time.Time) {
+	notReady := last.Add(c.opts.Grace)
+	unreachable := notReady.Add(c.opts.UnreachableGrace)
+	switch {
+	case now.Before(notReady):
+		return StateReady, notReady
+	case now.Before(unreachable):
+		return StateNotReady, unreachable
+	default:
+		return StateUnreachable, time.Time{}
+	}
+}
+
+// Sync brings the Ready condition and the lifecycle taints of node name in
+// line with its lease, then evicts the pods whose NoExecute toleration has
+// run out. A node is judged from when this controller saw its last lease
+// write, and at the earliest from when it started; until it has seen one
+// being written, the node's state does not improve. So neither a
+// control-plane restart after an outage (every lease old) nor a change of
+// leader (a node unreachable for hours) flaps nodes or evicts pods.
 func (c *Controller) Sync(ctx context.Context, name string) error {
 	obj, ok := c.nodes.Get(name)
 	if !ok {
 		return nil
 	}
-	now := c.opts.Now()
-	last := c.start
-	if v, ok := c.leases.Load(name); ok {
-		last = v.(time.Time)
-	}
-	want := readyCondition(now, last, now.Sub(last) < c.opts.Grace)
 	node, ok := obj.(*manifests.Node)
 	if !ok {
 		return fmt.Errorf("node %s: cached object is a %T", name, obj)
 	}
-	if readyStatus(node) == want.Status {
-		return nil
+	now := c.opts.Now()
+	last, written, live := c.start, c.start, false
+	if v, ok := c.leases.Load(name); ok {
+		hb := v.(heartbeat)
+		last, written, live = hb.seen, hb.server, !hb.replayed
 	}
+	st, next := c.state(now, last)
+	if !next.IsZero() && next.Sub(now) < c.opts.Resync {
+		c.queue.AddAfter(name, next.Sub(now)+10*time.Millisecond)
+	}
+	if cur := currentState(node); !live && cur > st {
+		st = cur
+	}
+	want := readyCondition(now, written, st == StateReady)
 	for attempt := 0; ; attempt++ {
-		updated, err := c.setReady(ctx, node, want)
+		updated, err := c.apply(ctx, node, want, st, now)
 		if err == nil {
-			if updated {
-				c.record(ctx, node, want)
+			if updated != nil {
+				c.record(ctx, node, updated, st)
+				node = updated
 			}
-			return nil
+			break
 		}
 		if !client.IsConflict(err) || attempt >= maxConflictRetries {
-			return fmt.Errorf("set node %s Ready=%s: %w", name, want.Status, err)
+			return fmt.Errorf("set node %s %s: %w", name, st, err)
 		}
 		fresh, err := c.st.Get(ctx, nodesResource, "", name)
 		if err != nil {
@@ -147,41 +264,211 @@ func (c *Controller) Sync(ctx context.Context, name string) error {
 			return fmt.Errorf("node %s: stored object is a %T", name, fresh)
 		}
 	}
+	return c.evict(ctx, node, now)
 }
 
-// setReady writes want into a copy of node unless it already holds that
-// status; it reports whether it wrote.
-func (c *Controller) setReady(ctx context.Context, node *manifests.Node, want manifests.NodeCondition) (bool, error) {
-	if readyStatus(node) == want.Status {
-		return false, nil
+// apply writes the Ready condition and the taints of state st into a copy
+// of node unless it already has them; it returns the written node, or nil
+// when nothing changed.
+func (c *Controller) apply(ctx context.Context, node *manifests.Node, want manifests.NodeCondition, st State, now time.Time) (*manifests.Node, error) {
+	taints, taintsChanged := lifecycleTaints(node.Spec.Taints, st, now)
+	condChanged := readyStatus(node) != want.Status
+	if !taintsChanged && !condChanged {
+		return nil, nil
 	}
 	cp, err := controller.Copy(node)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	replaced := false
-	for i := range cp.Status.Conditions {
-		if cp.Status.Conditions[i].Type == manifests.NodeReady {
-			cp.Status.Conditions[i] = want
-			replaced = true
+	cp.Spec.Taints = taints
+	if condChanged {
+		replaced := false
+		for i := range cp.Status.Conditions {
+			if cp.Status.Conditions[i].Type == manifests.NodeReady {
+				cp.Status.Conditions[i] = want
+				replaced = true
+			}
+		}
+		if !replaced {
+			cp.Status.Conditions = append(cp.Status.Conditions, want)
 		}
 	}
-	if !replaced {
-		cp.Status.Conditions = append(cp.Status.Conditions, want)
+	updated, err := c.st.Update(ctx, cp)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := c.st.Update(ctx, cp); err != nil {
-		return false, err
+	n, _ := updated.(*manifests.Node)
+	if n == nil {
+		n = cp
 	}
-	return true, nil
+	return n, nil
 }
 
-func (c *Controller) record(ctx context.Context, node *manifests.Node, cond manifests.NodeCondition) {
+// lifecycleTaints returns taints with the lifecycle taints of state st
+// (keeping the time those already there were added) and whether that
+// differs from taints.
+func lifecycleTaints(taints []manifests.Taint, st State, now time.Time) ([]manifests.Taint, bool) {
+	var want []manifests.Taint
+	switch st {
+	case StateNotReady:
+		want = []manifests.Taint{{Key: TaintNotReady, Effect: scheduler.TaintEffectNoSchedule}}
+	case StateUnreachable:
+		want = []manifests.Taint{
+			{Key: TaintUnreachable, Effect: scheduler.TaintEffectNoSchedule},
+			{Key: TaintUnreachable, Effect: scheduler.TaintEffectNoExecute},
+		}
+	}
+	var out []manifests.Taint
+	changed := false
+	for _, t := range taints {
+		if t.Key != TaintNotReady && t.Key != TaintUnreachable {
+			out = append(out, t)
+			continue
+		}
+		keep := false
+		for _, w := range want {
+			if w.Key == t.Key && w.Effect == t.Effect {
+				keep = true
+			}
+		}
+		if keep {
+			out = append(out, t)
+		} else {
+			changed = true
+		}
+	}
+	at := now.UTC().Truncate(time.Second)
+	for _, w := range want {
+		found := false
+		for _, t := range out {
+			if w.Key == t.Key && w.Effect == t.Effect {
+				found = true
+			}
+		}
+		if !found {
+			w.TimeAdded = &at
+			out = append(out, w)
+			changed = true
+		}
+	}
+	return out, changed
+}
+
+// currentState is the state node is marked with: Unreachable with the
+// unreachable taint, NotReady when Ready is not True, Ready when it is or
+// when the node has no Ready condition yet.
+func currentState(n *manifests.Node) State {
+	for _, t := range n.Spec.Taints {
+		if t.Key == TaintUnreachable {
+			return StateUnreachable
+		}
+	}
+	if s := readyStatus(n); s != "" && s != manifests.ConditionTrue {
+		return StateNotReady
+	}
+	return StateReady
+}
+
+func hasNoExecute(n *manifests.Node) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Effect == scheduler.TaintEffectNoExecute {
+			return true
+		}
+	}
+	return false
+}
+
+// evictAt returns when pod must leave a node with taints (ok false: never).
+// For node.edge.io/unreachable a pod stays unless it tolerates the taint
+// for a limited time (edge autonomy); for any other NoExecute taint a pod
+// that does not tolerate it goes at once, as in Kubernetes.
+func evictAt(pod *manifests.Pod, taints []manifests.Taint, now time.Time) (time.Time, bool) {
+	var at time.Time
+	found := false
+	for _, t := range taints {
+		if t.Effect != scheduler.TaintEffectNoExecute {
+			continue
+		}
+		added := now
+		if t.TimeAdded != nil {
+			added = *t.TimeAdded
+		}
+		tol, ok := scheduler.FindToleration(pod.Spec.Tolerations, t)
+		var when time.Time
+		switch {
+		case !ok && t.Key == TaintUnreachable:
+			continue
+		case !ok:
+			when = now
+		case tol.TolerationSeconds == nil:
+			continue
+		default:
+			when = added.Add(time.Duration(max(*tol.TolerationSeconds, 0)) * time.Second)
+		}
+		if !found || when.Before(at) {
+			at, found = when, true
+		}
+	}
+	return at, found
+}
+
+// evict deletes the pods on node whose NoExecute toleration has run out
+// and queues node again for the next one.
+func (c *Controller) evict(ctx context.Context, node *manifests.Node, now time.Time) error {
+	if c.opts.Pods == nil || !hasNoExecute(node) {
+		return nil
+	}
+	var next time.Time
+	var errs []error
+	for _, o := range c.opts.Pods.List(manifests.Selector{}) {
+		p, ok := o.(*manifests.Pod)
+		if !ok || p.Spec.NodeName != node.Name || p.DeletionTimestamp != nil {
+			continue
+		}
+		at, ok := evictAt(p, node.Spec.Taints, now)
+		if !ok {
+			continue
+		}
+		if at.After(now) {
+			if next.IsZero() || at.Before(next) {
+				next = at
+			}
+			continue
+		}
+		rev, _ := strconv.ParseUint(p.ResourceVersion, 10, 64)
+		if _, err := c.st.Delete(ctx, "pods", p.Namespace, p.Name, rev); err != nil {
+			if client.IsNotFound(err) {
+				continue
+			}
+			errs = append(errs, fmt.Errorf("evict pod %s/%s: %w", p.Namespace, p.Name, err))
+			continue
+		}
+		if c.rec != nil {
+			if err := c.rec.Eventf(ctx, p, manifests.EventNormal, EventTaintManagerEviction, "Marking for deletion Pod %s/%s", p.Namespace, p.Name); err != nil {
+				slog.WarnContext(ctx, "record eviction event", "pod", p.Name, "err", err)
+			}
+		}
+	}
+	if !next.IsZero() {
+		c.queue.AddAfter(node.Name, next.Sub(now)+10*time.Millisecond)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Controller) record(ctx context.Context, old, node *manifests.Node, st State) {
 	if c.rec == nil {
 		return
 	}
-	reason := EventNodeNotReady
-	if cond.Status == manifests.ConditionTrue {
+	var reason string
+	switch {
+	case readyStatus(old) != readyStatus(node) && st == StateReady:
 		reason = EventNodeReady
+	case readyStatus(old) != readyStatus(node):
+		reason = EventNodeNotReady
+	case st == StateUnreachable:
+		reason = EventNodeUnreachable
+	default:
+		return
 	}
 	if err := c.rec.Eventf(ctx, node, manifests.EventNormal, reason, "Node %s status is now: %s", node.Name, reason); err != nil {
 		slog.WarnContext(ctx, "record node event", "node", node.Name, "err", err)
@@ -214,11 +501,12 @@ func readyStatus(node *manifests.Node) string {
 // WatchLeases feeds the controller from the leases bucket until ctx is
 // done. It calls synced once the current leases have been read.
 func (c *Controller) WatchLeases(ctx context.Context, kv jetstream.KeyValue, synced func()) error {
-	w, err := kv.WatchAll(ctx)
+	w, err := kv.Watch(ctx, messaging.NodeLeasesFilter)
 	if err != nil {
 		return fmt.Errorf("watch leases: %w", err)
 	}
 	defer w.Stop()
+	replaying := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -231,6 +519,7 @@ func (c *Controller) WatchLeases(ctx context.Context, kv jetstream.KeyValue, syn
 				return errors.New("watch leases: watcher closed")
 			}
 			if e == nil {
+				replaying = false
 				if synced != nil {
 					synced()
 					synced = nil
@@ -242,7 +531,7 @@ func (c *Controller) WatchLeases(ctx context.Context, kv jetstream.KeyValue, syn
 				c.ForgetLease(node)
 				continue
 			}
-			c.ObserveLease(node, e.Created())
+			c.observe(node, e.Created(), replaying)
 		}
 	}
 }

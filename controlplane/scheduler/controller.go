@@ -164,13 +164,16 @@ func (c *Controller) snapshot() ([]*manifests.Node, map[string][]*manifests.Pod)
 	}
 	placed := map[string][]*manifests.Pod{}
 	seen := map[string]bool{}
+	// Hold mu across the list and the read of assumed: a pod the cache
+	// shows bound only after the list is still in assumed, because its
+	// handler (forgetAssumed) waits for mu.
+	c.mu.Lock()
 	for _, o := range c.pods.List(manifests.Selector{}) {
 		if p, ok := o.(*manifests.Pod); ok && p.Spec.NodeName != "" {
 			placed[p.Spec.NodeName] = append(placed[p.Spec.NodeName], p)
 			seen[controller.Key(p)] = true
 		}
 	}
-	c.mu.Lock()
 	for k, p := range c.assumed {
 		if !seen[k] {
 			placed[p.Spec.NodeName] = append(placed[p.Spec.NodeName], p)

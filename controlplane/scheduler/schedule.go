@@ -67,10 +67,11 @@ func (e *FitError) Error() string {
 func Schedule(pod *manifests.Pod, nodes []*manifests.Node, podsOnNodes map[string][]*manifests.Pod) (string, *FitError) {
 	req := podRequests(pod)
 	fe := &FitError{NumNodes: len(nodes), Reasons: map[string]int{}}
+	spread := newSpreadState(pod, nodes, podsOnNodes)
 	var feasible []candidate
 	for _, n := range nodes {
 		others := activePods(pod, podsOnNodes[n.Name])
-		reasons, alloc, used := filter(pod, req, n, others)
+		reasons, alloc, used := filter(pod, req, n, others, spread)
 		if len(reasons) > 0 {
 			for _, r := range reasons {
 				fe.Reasons[r]++
@@ -82,7 +83,7 @@ func Schedule(pod *manifests.Pod, nodes []*manifests.Node, podsOnNodes map[strin
 	if len(feasible) == 0 {
 		return "", fe
 	}
-	return pickBest(pod, req, feasible), nil
+	return pickBest(pod, req, feasible, spread), nil
 }
 
 type candidate struct {
@@ -90,7 +91,7 @@ type candidate struct {
 	pods        []*manifests.Pod
 	alloc, used resources
 	// scores
-	least, affinity, spread float64
+	least, affinity, spread, taints float64
 }
 
 func activePods(pod *manifests.Pod, pods []*manifests.Pod) []*manifests.Pod {
@@ -108,15 +109,23 @@ func activePods(pod *manifests.Pod, pods []*manifests.Pod) []*manifests.Pod {
 }
 
 // filter returns why node cannot run pod; nil when it can. Like the
-// Kubernetes scheduler it stops at the first failing check (the resource
+// Kubernetes scheduler it runs the checks in its plugins' order
+// (NodeUnschedulable, TaintToleration, NodeAffinity, NodeResourcesFit,
+// PodTopologySpread) and stops at the first failing one (the resource
 // check may report several resources at once). When it gets that far it
 // also returns what node offers and what the others use.
-func filter(pod *manifests.Pod, req resources, node *manifests.Node, others []*manifests.Pod) (reasons []string, alloc, used resources) {
-	if !IsNodeReady(node) {
-		return []string{ReasonNotReady}, alloc, used
-	}
+func filter(pod *manifests.Pod, req resources, node *manifests.Node, others []*manifests.Pod, spread *spreadState) (reasons []string, alloc, used resources) {
 	if node.Spec.Unschedulable && !tolerates(pod.Spec.Tolerations, manifests.Taint{Key: TaintUnschedulable, Effect: "NoSchedule"}) {
 		return []string{ReasonNodeUnschedulable}, alloc, used
+	}
+	if t, ok := untoleratedTaint(pod, node); ok {
+		return []string{fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.Key, t.Value)}, alloc, used
+	}
+	// The node lifecycle controller taints a node that is not ready; a
+	// node whose Ready condition is not True without the taint (yet) is
+	// skipped all the same.
+	if !IsNodeReady(node) {
+		return []string{ReasonNotReady}, alloc, used
 	}
 	if h := RuntimeHandler(pod); !hasHandler(node, h) {
 		return []string{fmt.Sprintf("node(s) didn't have runtime handler %s", h)}, alloc, used
@@ -124,16 +133,61 @@ func filter(pod *manifests.Pod, req resources, node *manifests.Node, others []*m
 	if !matchesNodeSelector(pod, node.Labels) {
 		return []string{ReasonAffinity}, alloc, used
 	}
+	alloc, used = allocatable(node), sumRequests(others)
+	if r := fitResources(req, alloc, used); len(r) > 0 {
+		return r, alloc, used
+	}
+	if r := spread.filter(node); r != "" {
+		return []string{r}, alloc, used
+	}
+	return nil, alloc, used
+}
+
+// untoleratedTaint returns the first NoSchedule or NoExecute taint of
+// node that pod does not tolerate.
+func untoleratedTaint(pod *manifests.Pod, node *manifests.Node) (manifests.Taint, bool) {
 	for _, t := range node.Spec.Taints {
-		if t.Effect != "NoSchedule" && t.Effect != "NoExecute" {
+		if t.Effect != TaintEffectNoSchedule && t.Effect != TaintEffectNoExecute {
 			continue
 		}
 		if !tolerates(pod.Spec.Tolerations, t) {
-			return []string{fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.Key, t.Value)}, alloc, used
+			return t, true
 		}
 	}
-	alloc, used = allocatable(node), sumRequests(others)
-	return fitResources(req, alloc, used), alloc, used
+	return manifests.Taint{}, false
+}
+
+// Taint effects.
+const (
+	TaintEffectNoSchedule       = "NoSchedule"
+	TaintEffectPreferNoSchedule = "PreferNoSchedule"
+	TaintEffectNoExecute        = "NoExecute"
+)
+
+// Tolerates reports whether one of tols tolerates taint (operator Exists
+// with an empty key tolerates everything; an empty effect every effect).
+func Tolerates(tols []manifests.Toleration, taint manifests.Taint) bool {
+	return tolerates(tols, taint)
+}
+
+// FindToleration returns the toleration of tols that tolerates taint,
+// preferring one without tolerationSeconds (tolerates forever), else the
+// longest.
+func FindToleration(tols []manifests.Toleration, taint manifests.Taint) (manifests.Toleration, bool) {
+	var best manifests.Toleration
+	found := false
+	for _, t := range tols {
+		if !tolerates([]manifests.Toleration{t}, taint) {
+			continue
+		}
+		if t.TolerationSeconds == nil {
+			return t, true
+		}
+		if !found || *t.TolerationSeconds > *best.TolerationSeconds {
+			best, found = t, true
+		}
+	}
+	return best, found
 }
 
 // IsNodeReady reports whether node's Ready condition is True.
@@ -255,20 +309,66 @@ func tolerates(tols []manifests.Toleration, taint manifests.Taint) bool {
 	return false
 }
 
+// Score weights, as the Kubernetes scheduler's default plugin weights.
+const (
+	weightLeast    = 1
+	weightAffinity = 2
+	weightSpread   = 2
+	weightTaints   = 3
+)
+
 // pickBest scores the feasible nodes and returns the best one's name.
-// Scores, each 0..100: least requested (cpu and memory), preferred node
-// affinity (normalised to the best node), spread (fewest pods of the same
-// owner, or with the same labels when the pod has no controller).
-func pickBest(pod *manifests.Pod, req resources, cs []candidate) string {
-	var maxAff, maxSame float64
+// Scores, each 0..100, weighted as Kubernetes weighs its plugins: least
+// requested (cpu and memory), preferred node affinity (normalised to the
+// best node), untolerated PreferNoSchedule taints (fewest best), and
+// spread: the pod's ScheduleAnyway topology spread constraints, or without
+// constraints of its own the default spreading (fewest pods of the same
+// owner, or with the same labels when the pod has no controller, per node
+// and, weighing twice as much, per zone).
+func pickBest(pod *manifests.Pod, req resources, cs []candidate, spread *spreadState) string {
+	var maxAff, maxSame, maxTaints float64
 	same := make([]float64, len(cs))
+	zoneSame := map[string]float64{}
+	zoned := false
 	for i := range cs {
 		c := &cs[i]
 		c.least = leastRequested(req, c.alloc, c.used)
 		c.affinity = preferredAffinity(pod, c.node.Labels)
 		maxAff = max(maxAff, c.affinity)
-		same[i] = float64(countSimilar(pod, c.pods))
-		maxSame = max(maxSame, same[i])
+		c.taints = float64(countPreferNoSchedule(pod, c.node))
+		maxTaints = max(maxTaints, c.taints)
+		if !spread.explicit() {
+			same[i] = float64(countSimilar(pod, c.pods))
+			maxSame = max(maxSame, same[i])
+			if z, ok := c.node.Labels[LabelZone]; ok {
+				zoned = true
+				zoneSame[z] += same[i]
+			}
+		}
+	}
+	var maxZone float64
+	for _, n := range zoneSame {
+		maxZone = max(maxZone, n)
+	}
+	var softRaw []float64
+	var softOK []bool
+	var softMin, softMax float64
+	if spread.hasSoft() {
+		softRaw, softOK = make([]float64, len(cs)), make([]bool, len(cs))
+		first := true
+		for i := range cs {
+			softRaw[i], softOK[i] = spread.rawScore(cs[i].node)
+			if !softOK[i] {
+				continue
+			}
+			if first || softRaw[i] < softMin {
+				softMin = softRaw[i]
+			}
+			if first || softRaw[i] > softMax {
+				softMax = softRaw[i]
+			}
+			first = false
+		}
 	}
 	best := -1
 	var bestScore float64
@@ -277,16 +377,54 @@ func pickBest(pod *manifests.Pod, req resources, cs []candidate) string {
 		if maxAff > 0 {
 			c.affinity = c.affinity * 100 / maxAff
 		}
-		c.spread = 100
-		if maxSame > 0 {
-			c.spread = (maxSame - same[i]) * 100 / maxSame
+		if maxTaints > 0 {
+			c.taints = (maxTaints - c.taints) * 100 / maxTaints
+		} else {
+			c.taints = 100
 		}
-		score := c.least + c.affinity + c.spread
+		c.spread = 100
+		switch {
+		case spread.hasSoft():
+			switch {
+			case !softOK[i]:
+				c.spread = 0
+			case softMax > softMin:
+				c.spread = (softMax - softRaw[i]) * 100 / (softMax - softMin)
+			}
+		case spread.explicit():
+		default:
+			if maxSame > 0 {
+				c.spread = (maxSame - same[i]) * 100 / maxSame
+			}
+			if zoned {
+				zs := 0.0 // a node without the zone label is in no zone
+				if z, ok := c.node.Labels[LabelZone]; ok {
+					zs = 100
+					if maxZone > 0 {
+						zs = (maxZone - zoneSame[z]) * 100 / maxZone
+					}
+				}
+				c.spread = (c.spread + 2*zs) / 3
+			}
+		}
+		score := weightLeast*c.least + weightAffinity*c.affinity + weightSpread*c.spread + weightTaints*c.taints
 		if best < 0 || score > bestScore || (score == bestScore && c.node.Name < cs[best].node.Name) {
 			best, bestScore = i, score
 		}
 	}
 	return cs[best].node.Name
+}
+
+// countPreferNoSchedule counts node's PreferNoSchedule taints pod does not
+// tolerate.
+func countPreferNoSchedule(pod *manifests.Pod, node *manifests.Node) int {
+	n := 0
+	for _, t := range node.Spec.Taints {
+		if t.Effect == TaintEffectPreferNoSchedule && !tolerates(pod.Spec.Tolerations, t) {
+			n++
+		}
+	}
+	return n
 }
 
 func preferredAffinity(pod *manifests.Pod, labels map[string]string) float64 {
@@ -334,4 +472,11 @@ func controllerUID(pod *manifests.Pod) string {
 		}
 	}
 	return ""
+}
+
+// MatchesNodeSelector reports whether node satisfies pod's nodeSelector
+// and required node affinity (what a DaemonSet checks before it places a
+// pod itself).
+func MatchesNodeSelector(pod *manifests.Pod, node *manifests.Node) bool {
+	return matchesNodeSelector(pod, node.Labels)
 }

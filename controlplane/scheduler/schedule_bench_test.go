@@ -1,9 +1,14 @@
 package scheduler
 
 import (
+	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/edgeorch/edgeorch/controlplane/controller"
+	"github.com/edgeorch/edgeorch/controlplane/controller/controllertest"
 	"github.com/edgeorch/edgeorch/manifests"
 )
 
@@ -24,5 +29,73 @@ func BenchmarkSchedule(b *testing.B) {
 		if _, fe := Schedule(p, nodes, running); fe != nil {
 			b.Fatal(fe)
 		}
+	}
+}
+
+// BenchmarkBind1000 measures the scheduler controller end to end against a
+// real store: 1,000 pending pods of one owner (as a Deployment creates
+// them) are bound to 100 nodes; it reports pods bound per second.
+func BenchmarkBind1000(b *testing.B) {
+	const nNodes, nPods = 100, 1000
+	for range b.N {
+		b.StopTimer()
+		env := controllertest.Start(b)
+		ctx, cancel := context.WithCancel(context.Background())
+		podInf := controller.NewInformer(env.Store, "pods")
+		nodeInf := controller.NewInformer(env.Store, "nodes")
+		for i := range nNodes {
+			n := node(fmt.Sprintf("node-%03d", i), labels(LabelZone, fmt.Sprintf("z%d", i%5)), alloc("4", "4Gi", "110"))
+			n.APIVersion, n.Kind = "v1", "Node"
+			if _, err := env.Store.Create(ctx, n); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for i := range nPods {
+			p := pod(fmt.Sprintf("web-%04d", i), ownedBy("rs-1"), podLabels("app", "web"), requests("10m", "16Mi"))
+			p.APIVersion, p.Kind = "v1", "Pod"
+			if _, err := env.Store.Create(ctx, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var bound atomic.Int64
+		podInf.AddHandler(func(old, new manifests.Object) {
+			np, _ := new.(*manifests.Pod)
+			op, _ := old.(*manifests.Pod)
+			if np != nil && np.Spec.NodeName != "" && (op == nil || op.Spec.NodeName == "") {
+				bound.Add(1)
+			}
+		})
+		sched := NewController(env.Store, podInf, nodeInf, nil)
+		podInf.AddHandler(sched.PodChanged)
+		nodeInf.AddHandler(sched.NodeChanged)
+		go func() { _ = podInf.Run(ctx) }()
+		go func() { _ = nodeInf.Run(ctx) }()
+		if err := podInf.WaitForSync(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := nodeInf.WaitForSync(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		go sched.Run(ctx)
+		for bound.Load() < nPods {
+			time.Sleep(time.Millisecond)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		b.ReportMetric(float64(nPods)/elapsed.Seconds(), "pods/s")
+		// Spread: one owner's pods over 100 nodes, 10 each.
+		per := map[string]int{}
+		for _, o := range podInf.List(manifests.Selector{}) {
+			per[o.(*manifests.Pod).Spec.NodeName]++
+		}
+		for n, c := range per {
+			if c != nPods/nNodes {
+				b.Fatalf("node %s got %d pods, want %d", n, c, nPods/nNodes)
+			}
+		}
+		cancel()
+		b.StartTimer()
 	}
 }

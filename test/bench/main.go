@@ -304,7 +304,7 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 	fmt.Printf("\n# writes, one writer, sync on every write (%d each)\n", writes)
 	fmt.Printf("edgectl-equivalent API apply  %8.0f/s\n", apiRate)
 	fmt.Printf("raw JetStream KV put          %8.0f/s  (API at %.0f%% of raw)\n", rawRate, 100*apiRate/rawRate)
-	return nil
+	return benchOCI(ctx, c, ag, filepath.Join(tmp, "agent"), samples, loaded)
 }
 
 func podManifest(name, image string, labels map[string]string) json.RawMessage {
