@@ -109,7 +109,8 @@ type Agent struct {
 	api  API
 	db   *state.DB
 	mods *moduleCache
-	// imgs is the image store of OCI pods (nil without an "oci" runtime).
+	// imgs is the image store of OCI pods and of wasm modules from
+	// registries (nil without an "oci" or "wasm" runtime).
 	imgs   imageStore
 	pulled pulledImages
 	st     *statusQueue
@@ -164,7 +165,7 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 		gone:       map[string]*podWorker{},
 	}
 	a.st = newStatusQueue(api, a.log)
-	if cfg.Runtimes[manifests.RuntimeOCI] != nil && !cfg.PassImages {
+	if (cfg.Runtimes[manifests.RuntimeOCI] != nil || cfg.Runtimes[manifests.RuntimeWasm] != nil) && !cfg.PassImages {
 		store, err := images.Open(filepath.Join(cfg.DataDir, "images"))
 		if err != nil {
 			db.Close()

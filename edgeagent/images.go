@@ -27,6 +27,7 @@ const secretTypeDockerConfigJSON = "kubernetes.io/dockerconfigjson"
 // imageStore is what the agent needs of its local image store (images.Store).
 type imageStore interface {
 	Pull(ctx context.Context, ref string, opts images.PullOptions) (images.Image, error)
+	PullWasm(ctx context.Context, ref string, opts images.PullOptions) (images.WasmModule, error)
 	GC(ctx context.Context, keep []string) (int64, error)
 }
 
@@ -83,25 +84,7 @@ func (w *podWorker) ociImage(ctx context.Context, pod *manifests.Pod, spec *mani
 	if w.a.imgs == nil {
 		return "", errors.New("no image store on this node")
 	}
-	opts := images.PullOptions{Policy: images.PullPolicy(spec.ImagePullPolicy)}
-	src := &podSources{w: w}
-	for _, ref := range pod.Spec.ImagePullSecrets {
-		s, err := src.Secret(ctx, pod.Namespace, ref.Name)
-		if err != nil {
-			// As the kubelet: a missing pull secret is not fatal, the pull
-			// goes on without it (and may then be refused).
-			w.a.log.Warn("image pull secret", "pod", pod.Namespace+"/"+pod.Name, "secret", ref.Name, "err", err)
-			continue
-		}
-		if s.Type != secretTypeDockerConfigJSON {
-			continue
-		}
-		if b, ok := s.Data[".dockerconfigjson"]; ok {
-			opts.DockerConfigs = append(opts.DockerConfigs, b)
-		} else if str, ok := s.StringData[".dockerconfigjson"]; ok {
-			opts.DockerConfigs = append(opts.DockerConfigs, []byte(str))
-		}
-	}
+	opts := images.PullOptions{Policy: images.PullPolicy(spec.ImagePullPolicy), DockerConfigs: w.pullSecrets(ctx, pod)}
 	if w.a.nc.IsConnected() {
 		opts.Source = imageSource{api: w.a.api}
 	}
@@ -126,6 +109,31 @@ func (w *podWorker) ociImage(ctx context.Context, pod *manifests.Pod, spec *mani
 		w.dirty = true
 	}
 	return img.Dir, nil
+}
+
+// pullSecrets returns the .dockerconfigjson documents of the pod's image
+// pull secrets.
+func (w *podWorker) pullSecrets(ctx context.Context, pod *manifests.Pod) [][]byte {
+	var out [][]byte
+	src := &podSources{w: w}
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		s, err := src.Secret(ctx, pod.Namespace, ref.Name)
+		if err != nil {
+			// As the kubelet: a missing pull secret is not fatal, the pull
+			// goes on without it (and may then be refused).
+			w.a.log.Warn("image pull secret", "pod", pod.Namespace+"/"+pod.Name, "secret", ref.Name, "err", err)
+			continue
+		}
+		if s.Type != secretTypeDockerConfigJSON {
+			continue
+		}
+		if b, ok := s.Data[".dockerconfigjson"]; ok {
+			out = append(out, b)
+		} else if str, ok := s.StringData[".dockerconfigjson"]; ok {
+			out = append(out, []byte(str))
+		}
+	}
+	return out
 }
 
 // imageGCLoop removes unused images at start and then every interval.

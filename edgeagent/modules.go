@@ -10,7 +10,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+
+	"github.com/edgeorch/edgeorch/images"
+	"github.com/edgeorch/edgeorch/manifests"
 )
 
 // moduleCache keeps verified wasm modules at <dir>/<sha256 hex>.wasm.
@@ -105,4 +109,34 @@ func fileHasDigest(path, digest string) (bool, error) {
 	}
 	os.Remove(path)
 	return false, nil
+}
+
+// registryModule pulls a wasm module published as an OCI artifact in the
+// registry spec.Image names (images.IsRegistryRef), with the pod's pull
+// secrets and pull policy, and returns the path of the verified module. The
+// module digest is remembered, as for modules of the control plane.
+func (w *podWorker) registryModule(ctx context.Context, pod *manifests.Pod, spec *manifests.Container, c *ctr) (string, error) {
+	if w.a.imgs == nil {
+		return "", errors.New("no image store on this node")
+	}
+	opts := images.PullOptions{Policy: images.PullPolicy(spec.ImagePullPolicy), DockerConfigs: w.pullSecrets(ctx, pod)}
+	mod, err := w.a.imgs.PullWasm(ctx, spec.Image, opts)
+	if errors.Is(err, images.ErrUnreachable) && c.digest != "" && c.image == spec.Image && opts.Policy != images.PullNever {
+		// Edge autonomy: the module the container last ran, when the node
+		// still has it.
+		local, lerr := w.a.imgs.PullWasm(ctx, spec.Image, images.PullOptions{Policy: images.PullIfNotPresent})
+		if lerr == nil && strings.TrimPrefix(local.Digest, "sha256:") == c.digest {
+			w.a.log.Info("registry unreachable, using the local module", "pod", pod.Namespace+"/"+pod.Name, "image", spec.Image, "digest", local.Digest)
+			mod, err = local, nil
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to pull wasm module %q: %w", spec.Image, err)
+	}
+	w.a.pulled.add(mod.Digest)
+	if hex := strings.TrimPrefix(mod.Digest, "sha256:"); c.digest != hex {
+		c.digest = hex
+		w.dirty = true
+	}
+	return mod.Path, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgeorch/edgeorch/edgeagent/podstatus"
 	"github.com/edgeorch/edgeorch/edgeagent/state"
+	"github.com/edgeorch/edgeorch/images"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/runtime"
 )
@@ -592,7 +593,9 @@ func (w *podWorker) startFailed(pod *manifests.Pod, spec *manifests.Container, c
 
 // image returns what the runtime runs: for oci the directory of the
 // unpacked image (pulled under the pull policy); for wasm the path of the
-// verified module, resolved from the image reference. The digest is
+// verified module, resolved from the image reference in the control plane
+// or, for a reference naming a registry host, pulled from that registry as
+// an OCI artifact. The digest is
 // remembered so the pod starts again offline.
 func (w *podWorker) image(ctx context.Context, handler string, spec *manifests.Container, c *ctr) (string, error) {
 	switch {
@@ -602,6 +605,8 @@ func (w *podWorker) image(ctx context.Context, handler string, spec *manifests.C
 		return w.ociImage(ctx, w.pod(), spec, c)
 	case handler != manifests.RuntimeWasm:
 		return spec.Image, nil
+	case images.IsRegistryRef(spec.Image):
+		return w.registryModule(ctx, w.pod(), spec, c)
 	}
 	digest := c.digest
 	if digest == "" || c.image != spec.Image || spec.ImagePullPolicy == "Always" {

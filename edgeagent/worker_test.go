@@ -233,6 +233,15 @@ func (f *fakeImages) Pull(_ context.Context, ref string, opts images.PullOptions
 	return images.Image{Ref: ref, Digest: "sha256:" + hex.EncodeToString(sum[:]), Dir: ref}, nil
 }
 
+// PullWasm finds no module: tests of modules from registries use a real
+// images.Store.
+func (f *fakeImages) PullWasm(_ context.Context, ref string, opts images.PullOptions) (images.WasmModule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pulls = append(f.pulls, opts)
+	return images.WasmModule{}, fmt.Errorf("%s: %w", ref, images.ErrNotFound)
+}
+
 func (f *fakeImages) GC(_ context.Context, keep []string) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
