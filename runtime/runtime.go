@@ -50,6 +50,15 @@ type ExecRequest struct {
 	TTY    bool
 }
 
+// NetNSer is implemented by runtimes whose sandboxes have their own
+// network namespace (oci): the agent wires the pod network into it and
+// runs probes from inside it. Wasm sandboxes share the host network.
+type NetNSer interface {
+	// SandboxNetNS returns the path of the sandbox's network namespace
+	// (a bind mount usable with setns), or ErrNotFound.
+	SandboxNetNS(ctx context.Context, sandboxID string) (string, error)
+}
+
 // Statser is implemented by runtimes that report resource usage.
 type Statser interface {
 	ContainerStats(ctx context.Context, containerID string) (ContainerStats, error)

@@ -58,3 +58,5 @@ func TestConformance(t *testing.T) {
 		Missing:      imgs.missing,
 	})
 }
+
+var _ runtime.NetNSer = (*Runtime)(nil)

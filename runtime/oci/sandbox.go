@@ -236,3 +236,13 @@ func removeCgroupParent(sandboxID string) {
 		_ = os.Remove(filepath.Join(m.point, cgroupParent(sandboxID)))
 	}
 }
+
+// SandboxNetNS returns the bind mount of the sandbox's network namespace
+// (runtime.NetNSer), where the agent wires the pod network and runs probes.
+func (r *Runtime) SandboxNetNS(ctx context.Context, sandboxID string) (string, error) {
+	sb, err := r.sandbox(sandboxID)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(sb.rec.Dir, netnsFile), nil
+}
