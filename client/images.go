@@ -148,24 +148,5 @@ func (c *Client) FetchBlob(ctx context.Context, digest string, w io.Writer) erro
 	if !hexDigest.MatchString(hexd) {
 		return Errorf(CodeInvalid, "fetch blob: %q is not a sha256 digest", digest)
 	}
-	store, err := c.modules(ctx)
-	if err != nil {
-		return err
-	}
-	obj, err := store.Get(ctx, messaging.ModuleDigestName(hexd))
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return Errorf(CodeNotFound, "blob sha256:%s not found in the control plane's store", hexd)
-	}
-	if err != nil {
-		return fmt.Errorf("fetch blob sha256:%s: %w", hexd, err)
-	}
-	defer obj.Close()
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(w, h), obj); err != nil {
-		return fmt.Errorf("fetch blob sha256:%s: %w", hexd, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != hexd {
-		return fmt.Errorf("fetch blob sha256:%s: digest mismatch (got sha256:%s)", hexd, got)
-	}
-	return nil
+	return c.fetchVerified(ctx, "blob", hexd, w)
 }

@@ -152,24 +152,30 @@ func (c *Client) FetchModule(ctx context.Context, digest string, w io.Writer) er
 	if !hexDigest.MatchString(digest) {
 		return Errorf(CodeInvalid, "fetch module: %q is not a sha256 hex digest", digest)
 	}
+	return c.fetchVerified(ctx, "module", digest, w)
+}
+
+// fetchVerified streams the object sha256/<hexd> of the store to w,
+// checking its digest; what names the object in errors.
+func (c *Client) fetchVerified(ctx context.Context, what, hexd string, w io.Writer) error {
 	store, err := c.modules(ctx)
 	if err != nil {
 		return err
 	}
-	obj, err := store.Get(ctx, messaging.ModuleDigestName(digest))
+	obj, err := store.Get(ctx, messaging.ModuleDigestName(hexd))
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return Errorf(CodeNotFound, "module sha256:%s not found in the control plane's module store", digest)
+		return Errorf(CodeNotFound, "%s sha256:%s not found in the control plane's store", what, hexd)
 	}
 	if err != nil {
-		return fmt.Errorf("fetch module sha256:%s: %w", digest, err)
+		return fmt.Errorf("fetch %s sha256:%s: %w", what, hexd, err)
 	}
 	defer obj.Close()
 	h := sha256.New()
 	if _, err := io.Copy(io.MultiWriter(w, h), obj); err != nil {
-		return fmt.Errorf("fetch module sha256:%s: %w", digest, err)
+		return fmt.Errorf("fetch %s sha256:%s: %w", what, hexd, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
-		return fmt.Errorf("fetch module sha256:%s: digest mismatch (got sha256:%s)", digest, got)
+	if got := hex.EncodeToString(h.Sum(nil)); got != hexd {
+		return fmt.Errorf("fetch %s sha256:%s: digest mismatch (got sha256:%s)", what, hexd, got)
 	}
 	return nil
 }
