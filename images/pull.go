@@ -33,17 +33,9 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	if _, ok := r.(name.Digest); ok {
 		key = ""
 	}
-	policy := opts.Policy
-	if policy == "" {
-		policy = PullIfNotPresent
-		if t, ok := r.(name.Tag); ok && t.TagStr() == "latest" {
-			policy = PullAlways
-		}
-	}
-	switch policy {
-	case PullAlways, PullIfNotPresent, PullNever:
-	default:
-		return Image{}, fmt.Errorf("pull %s: unknown pull policy %q (Always, IfNotPresent or Never)", ref, policy)
+	policy, err := effectivePolicy(opts.Policy, r)
+	if err != nil {
+		return Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if policy != PullAlways {
 		if img, ok := s.present(ref, key, r); ok {
@@ -360,4 +352,19 @@ func classify(err error) error {
 		return ErrUnreachable
 	}
 	return nil
+}
+
+// effectivePolicy is the pull policy to apply to r: the given one, or, when
+// empty, Always for the tag latest and IfNotPresent otherwise (Kubernetes).
+func effectivePolicy(p PullPolicy, r name.Reference) (PullPolicy, error) {
+	switch p {
+	case PullAlways, PullIfNotPresent, PullNever:
+		return p, nil
+	case "":
+		if t, ok := r.(name.Tag); ok && t.TagStr() == "latest" {
+			return PullAlways, nil
+		}
+		return PullIfNotPresent, nil
+	}
+	return "", fmt.Errorf("unknown pull policy %q (Always, IfNotPresent or Never)", p)
 }

@@ -71,17 +71,9 @@ func (s *Store) PullWasm(ctx context.Context, ref string, opts PullOptions) (Was
 		return WasmModule{}, fmt.Errorf("pull wasm module %s: invalid reference: %w", ref, err)
 	}
 	key := wasmKey(r)
-	policy := opts.Policy
-	if policy == "" {
-		policy = PullIfNotPresent
-		if t, ok := r.(name.Tag); ok && t.TagStr() == "latest" {
-			policy = PullAlways
-		}
-	}
-	switch policy {
-	case PullAlways, PullIfNotPresent, PullNever:
-	default:
-		return WasmModule{}, fmt.Errorf("pull wasm module %s: unknown pull policy %q (Always, IfNotPresent or Never)", ref, policy)
+	policy, err := effectivePolicy(opts.Policy, r)
+	if err != nil {
+		return WasmModule{}, fmt.Errorf("pull wasm module %s: %w", ref, err)
 	}
 	if policy != PullAlways {
 		if m, ok := s.wasmPresent(ref, key); ok {
