@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edgeorch/controlplane/api"
+	"github.com/edgeorch/edgeorch/controlplane/ipam"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/nats-io/nats-server/v2/server"
@@ -33,6 +34,12 @@ type Config struct {
 	SyncAlways bool
 	// Replicas of the buckets (3 on a three-server cluster).
 	Replicas int
+	// ServiceCIDR is the range of Service cluster IPs
+	// (ipam.DefaultServiceCIDR when empty).
+	ServiceCIDR string
+	// ClusterCIDR is the range node pod CIDRs are cut from
+	// (nodeipam.DefaultClusterCIDR when empty); RunControllers reads it.
+	ClusterCIDR string
 	// Logger receives what the control plane has to say; discarded if nil.
 	Logger *slog.Logger
 	// RunControllers runs the controllers until ctx is done; an error
@@ -85,7 +92,20 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 		return err
 	}
 	st := store.New(b.Objects)
-	srv := api.New(st, nc, api.Options{Logger: log})
+	serviceCIDR := cfg.ServiceCIDR
+	if serviceCIDR == "" {
+		serviceCIDR = ipam.DefaultServiceCIDR
+	}
+	services, err := ipam.NewServices(b.Leases, st, serviceCIDR)
+	if err != nil {
+		return err
+	}
+	if cfg.ClusterCIDR != "" { // checked here so that a typo stops the start
+		if _, err := ipam.NewPodCIDRs(b.Leases, cfg.ClusterCIDR, ipam.DefaultNodeMaskSize); err != nil {
+			return err
+		}
+	}
+	srv := api.New(st, nc, api.Options{Logger: log, Services: services})
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}

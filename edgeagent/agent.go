@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/edgeagent/podnet"
 	"github.com/edgeorch/edgeorch/edgeagent/state"
 	"github.com/edgeorch/edgeorch/images"
 	"github.com/edgeorch/edgeorch/manifests"
@@ -50,6 +52,24 @@ type Config struct {
 	// module fetch or image pull: for simulated nodes whose runtimes (of any
 	// handler name) are runtime/fake.
 	PassImages bool
+	// PodNetwork gives OCI pods (runtimes implementing runtime.NetNSer) an
+	// address of the node's podCIDR on a bridge (edgeagent/podnet); off,
+	// they see only their loopback and report the node address.
+	PodNetwork bool
+	// PodBridge is the pod bridge's name (podnet.DefaultBridge).
+	PodBridge string
+	// PodHostNetNS is the network namespace the bridge lives in; empty for
+	// the agent's own (tests use one of their own).
+	PodHostNetNS string
+	// ServiceProxy runs the userspace Service proxy (edgeagent/proxy):
+	// ClusterIPs on the dummy link ServiceLink (proxy.DefaultLink) and
+	// NodePort listeners on all addresses.
+	ServiceProxy bool
+	ServiceLink  string
+	// DNSAddr is where the cluster DNS server (edgeagent/dns) listens
+	// (host:port, or DNSAddrGateway for port 53 of the pod bridge gateway);
+	// empty: no DNS server.
+	DNSAddr string
 }
 
 func (c *Config) defaults() error {
@@ -115,6 +135,11 @@ type Agent struct {
 	pulled pulledImages
 	st     *statusQueue
 	conn   *connWatch
+	// pnet is the pod network (nil unless Config.PodNetwork).
+	pnet *podnet.Manager
+	// svc is the Services snapshot, proxy and DNS (nil unless
+	// Config.ServiceProxy or Config.DNSAddr).
+	svc *services
 
 	mu      sync.Mutex
 	workers map[string]*podWorker // by namespace/name
@@ -136,6 +161,9 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) error {
 		return err
 	}
 	defer a.db.Close()
+	if a.pnet != nil {
+		defer a.pnet.Close()
+	}
 	return a.run(ctx)
 }
 
@@ -165,6 +193,9 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 		gone:       map[string]*podWorker{},
 	}
 	a.st = newStatusQueue(api, a.log)
+	if cfg.ServiceProxy || cfg.DNSAddr != "" {
+		a.svc = newServices(a)
+	}
 	if (cfg.Runtimes[manifests.RuntimeOCI] != nil || cfg.Runtimes[manifests.RuntimeWasm] != nil) && !cfg.PassImages {
 		store, err := images.Open(filepath.Join(cfg.DataDir, "images"))
 		if err != nil {
@@ -172,6 +203,19 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("open image store: %w", err)
 		}
 		a.imgs = store
+	}
+	if cfg.PodNetwork {
+		a.pnet, err = podnet.NewManager(podnet.ManagerConfig{
+			NodeName: cfg.NodeName, Logger: a.log,
+			Network: podnet.Config{
+				StateDir: filepath.Join(cfg.DataDir, "podnet"), Bridge: cfg.PodBridge,
+				HostNetNS: cfg.PodHostNetNS, Forwarding: true,
+			},
+		})
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("pod network: %w", err)
+		}
 	}
 	return a, nil
 }
@@ -212,6 +256,12 @@ func (a *Agent) run(ctx context.Context) error {
 		}
 	})
 	a.goRun(func() { a.registerLoop(ctx) })
+	if a.pnet != nil {
+		a.goRun(func() { a.pnet.Run(ctx, client.New(a.nc)) })
+	}
+	if a.svc != nil {
+		a.goRun(func() { a.svc.run(ctx) })
+	}
 	a.goRun(func() { a.heartbeatLoop(ctx, js) })
 	a.goRun(func() { a.watchAssignments(ctx, js) })
 	a.log.Info("agent started", "address", a.cfg.Address, "dataDir", a.cfg.DataDir)
@@ -237,6 +287,17 @@ func (a *Agent) startFromState(ctx context.Context) error {
 		return err
 	}
 	a.removeOrphanContainers(ctx, recs)
+	if a.pnet != nil {
+		sandboxes := map[string]bool{}
+		for _, rec := range recs {
+			if rec.SandboxID != "" {
+				sandboxes[rec.SandboxID] = true
+			}
+		}
+		if err := a.pnet.ReleaseAllBut(sandboxes); err != nil {
+			a.log.Warn("release pod addresses", "err", err)
+		}
+	}
 	known := map[string]bool{}
 	for _, rec := range recs {
 		known[filepath.Base(a.podDir(rec.Pod))] = true

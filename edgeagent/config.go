@@ -28,7 +28,9 @@ const (
 // mounts and log file.
 func (w *podWorker) containerConfig(ctx context.Context, pod *manifests.Pod, handler string, spec *manifests.Container, c *ctr, image string) (runtime.ContainerConfig, error) {
 	src := &podSources{w: w}
-	env, err := envvar.Resolve(ctx, pod, spec, src, envvar.PodFields{HostIP: w.a.cfg.Address, PodIP: w.a.cfg.Address})
+	env, err := envvar.Resolve(ctx, pod, spec, src, envvar.PodFields{HostIP: w.a.cfg.Address, PodIP: w.ip(),
+		// enableServiceLinks (not in PodSpec yet) defaults to true.
+		Services: w.a.svc.forNamespace(pod.Namespace)})
 	if err != nil {
 		return runtime.ContainerConfig{}, err
 	}

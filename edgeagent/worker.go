@@ -11,7 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgeorch/edgeorch/edgeagent/podnet"
 	"github.com/edgeorch/edgeorch/edgeagent/podstatus"
+	"github.com/edgeorch/edgeorch/edgeagent/probe"
 	"github.com/edgeorch/edgeorch/edgeagent/state"
 	"github.com/edgeorch/edgeorch/images"
 	"github.com/edgeorch/edgeorch/manifests"
@@ -35,6 +37,7 @@ const (
 	reasonRunError          = "RunContainerError"
 	reasonNoRuntimeHandler  = "RuntimeClassNotSupported"
 	reasonSandboxError      = "CreatePodSandboxError"
+	reasonNetworkNotReady   = "NetworkNotReady"
 	reasonStartError        = "StartError"
 	defaultGracePeriodInSec = 30
 )
@@ -58,7 +61,8 @@ type podWorker struct {
 	pastDeadline bool // activeDeadlineSeconds passed: the pod failed
 	ctrs         map[string]*ctr
 	adopted      bool
-	dirty        bool // rec changed and must be stored
+	dirty        bool   // rec changed and must be stored
+	podIP        string // the pod network address of the sandbox, if wired
 }
 
 // ctr is what a worker knows of one container.
@@ -77,6 +81,9 @@ type ctr struct {
 	failures     podstatus.Backoff
 	pullFailed   bool
 	startError   bool // the last instance failed to start; retryAt is its back-off
+	prober       *probe.Prober
+	probeKill    string        // why the probes killed the current instance
+	probeGrace   time.Duration // the grace period of that kill
 }
 
 func newPodWorker(a *Agent, rec *state.Pod) *podWorker {
@@ -228,6 +235,17 @@ func (w *podWorker) sync(ctx context.Context) {
 		w.report(pod, handler)
 		return
 	}
+	nsr := w.podNetwork(rt)
+	if nsr != nil && !w.a.pnet.Ready() {
+		// As the kubelet: no sandbox before the node's network is.
+		for _, c := range pod.Spec.Containers {
+			if !w.container(c.Name).done {
+				w.container(c.Name).cur = waiting(reasonNetworkNotReady, podnet.ErrNotReady.Error())
+			}
+		}
+		w.report(pod, handler)
+		return
+	}
 	if sandbox == "" {
 		id, err := w.runSandbox(ctx, rt, pod)
 		if err != nil {
@@ -242,6 +260,17 @@ func (w *podWorker) sync(ctx context.Context) {
 		w.mu.Unlock()
 		w.dirty = true
 		sandbox = id
+	}
+	if nsr != nil && w.podIP == "" {
+		if err := w.setupNetwork(ctx, nsr, sandbox); err != nil {
+			for _, c := range pod.Spec.Containers {
+				if !w.container(c.Name).done {
+					w.container(c.Name).cur = waiting(reasonSandboxError, err.Error())
+				}
+			}
+			w.report(pod, handler)
+			return
+		}
 	}
 	lost := false
 	initialized := true
@@ -276,6 +305,7 @@ func (w *podWorker) sync(ctx context.Context) {
 	}
 	if lost {
 		// The runtime forgot the sandbox: make a new one next round.
+		w.teardownNetwork(sandbox)
 		w.mu.Lock()
 		w.rec.SandboxID = ""
 		w.mu.Unlock()
@@ -296,6 +326,7 @@ func (w *podWorker) deadlineExceeded(ctx context.Context, rt runtime.Runtime, po
 		}
 		c.done = true
 		w.dirty = true
+		c.stopProber()
 		if c.id == "" {
 			continue
 		}
@@ -333,6 +364,7 @@ func (w *podWorker) adopt(ctx context.Context, rt runtime.Runtime) {
 	w.mu.Unlock()
 	if sb != "" && known == 0 {
 		rt.StopPodSandbox(ctx, sb)
+		w.teardownNetwork(sb)
 		rt.RemovePodSandbox(ctx, sb)
 		w.mu.Lock()
 		w.rec.SandboxID = ""
@@ -394,15 +426,23 @@ func shouldRestart(policy string, exitCode int32) bool {
 // It returns true when the runtime no longer knows the sandbox.
 func (w *podWorker) syncContainer(ctx context.Context, rt runtime.Runtime, pod *manifests.Pod, handler, sandbox string, spec *manifests.Container, policy string) bool {
 	c := w.container(spec.Name)
+	if c.prober != nil && (c.done || c.prober.ContainerID() != c.id) {
+		c.stopProber()
+	}
 	if c.done {
 		return false
 	}
 	now := time.Now()
 	if c.id != "" {
 		st, err := rt.ContainerStatus(ctx, c.id)
+		if err == nil && st.State != runtime.StateRunning {
+			c.stopProber()
+		}
 		switch {
 		case errors.Is(err, runtime.ErrNotFound):
 			// Lost (the runtime restarted): start it again, same count.
+			c.stopProber()
+			c.probeKill = ""
 			c.id = ""
 			c.cur = waiting(reasonCreating, "")
 			w.dirty = true
@@ -420,10 +460,18 @@ func (w *podWorker) syncContainer(ctx context.Context, rt runtime.Runtime, pod *
 				return false
 			}
 			c.cur = manifests.ContainerState{Running: &manifests.ContainerStateRunning{StartedAt: st.StartedAt.UTC().Truncate(time.Second)}}
+			w.probe(ctx, rt, pod, handler, sandbox, spec, c, st.StartedAt)
 			return false
 		case st.State == runtime.StateExited:
 			term := terminated(handler, c.id, st)
-			if !shouldRestart(policy, st.ExitCode) {
+			killed := c.probeKill != ""
+			if killed {
+				// Killed by a failing liveness or startup probe: the
+				// kubelet reports it as an error and restarts it unless
+				// the policy is Never.
+				term.Reason, term.Message = runtime.ReasonError, c.probeKill
+			}
+			if !shouldRestart(policy, st.ExitCode) && !(killed && policy != manifests.RestartNever) {
 				c.cur = manifests.ContainerState{Terminated: term}
 				c.done = true
 				w.dirty = true
@@ -448,6 +496,7 @@ func (w *podWorker) syncContainer(ctx context.Context, rt runtime.Runtime, pod *
 			}
 			c.last = term
 			c.id = ""
+			c.probeKill = ""
 			c.restartCount++
 			c.restartAt = time.Time{}
 			w.dirty = true
@@ -500,6 +549,8 @@ func terminated(handler, id string, st runtime.ContainerStatus) *manifests.Conta
 // starts it from the new spec, counting a restart as the kubelet does.
 func (w *podWorker) replace(ctx context.Context, rt runtime.Runtime, pod *manifests.Pod, c *ctr, why string) {
 	w.a.log.Info("restarting container", "pod", pod.Namespace+"/"+pod.Name, "container", c.name, "why", why)
+	c.stopProber()
+	c.probeKill = ""
 	rt.StopContainer(ctx, c.id, gracePeriod(pod))
 	st, err := rt.ContainerStatus(ctx, c.id)
 	if err == nil {
@@ -569,6 +620,7 @@ func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifest
 	c.startError = false
 	c.cur = manifests.ContainerState{Running: &manifests.ContainerStateRunning{StartedAt: time.Now().UTC().Truncate(time.Second)}}
 	w.dirty = true
+	w.probe(ctx, rt, pod, handler, sandbox, spec, c, time.Now())
 	return false
 }
 
@@ -671,7 +723,8 @@ func (w *podWorker) report(pod *manifests.Pod, handler string) {
 	start := w.rec.StartTime
 	w.mu.Unlock()
 	st := podstatus.Compute(podstatus.Input{
-		Pod: pod, InitContainers: statuses(pod.Spec.InitContainers), Containers: statuses(pod.Spec.Containers), HostIP: w.a.cfg.Address, PodIP: w.a.cfg.Address, StartTime: start,
+		Pod: pod, InitContainers: statuses(pod.Spec.InitContainers), Containers: statuses(pod.Spec.Containers), HostIP: w.a.cfg.Address, PodIP: w.ip(), StartTime: start,
+		Probes: w.probeResults(pod),
 	}, prev, time.Now())
 	if w.pastDeadline {
 		st.Phase = manifests.PodFailed
@@ -724,6 +777,7 @@ func (w *podWorker) teardown(ctx context.Context) {
 	if rt := w.a.cfg.Runtimes[w.handler(pod)]; rt != nil {
 		grace := gracePeriod(pod)
 		for _, c := range w.ctrs {
+			c.stopProber()
 			if c.id == "" {
 				continue
 			}
@@ -741,6 +795,7 @@ func (w *podWorker) teardown(ctx context.Context) {
 			if err := rt.StopPodSandbox(ctx, sb); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 				w.a.log.Warn("stop sandbox", "pod", key, "err", err)
 			}
+			w.teardownNetwork(sb)
 			if err := rt.RemovePodSandbox(ctx, sb); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 				w.a.log.Warn("remove sandbox", "pod", key, "err", err)
 			}
@@ -762,4 +817,49 @@ func (w *podWorker) teardown(ctx context.Context) {
 		w.a.log.Warn("remove pod dir", "pod", key, "err", err)
 	}
 	w.a.log.Info("pod removed", "pod", key, "uid", pod.UID)
+}
+
+// podNetwork is the runtime's NetNSer when the pod gets a pod network
+// address (Config.PodNetwork and a runtime with network namespaces).
+func (w *podWorker) podNetwork(rt runtime.Runtime) runtime.NetNSer {
+	if w.a.pnet == nil {
+		return nil
+	}
+	nsr, _ := rt.(runtime.NetNSer)
+	return nsr
+}
+
+// setupNetwork wires the sandbox into the pod network (again after an
+// agent restart: podnet keeps a wired pod as it is).
+func (w *podWorker) setupNetwork(ctx context.Context, nsr runtime.NetNSer, sandbox string) error {
+	path, err := nsr.SandboxNetNS(ctx, sandbox)
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	ip, err := w.a.pnet.Setup(sandbox, path)
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	w.podIP = ip.String()
+	return nil
+}
+
+// teardownNetwork removes the sandbox's veth and frees its address.
+func (w *podWorker) teardownNetwork(sandbox string) {
+	w.podIP = ""
+	if w.a.pnet == nil {
+		return
+	}
+	if err := w.a.pnet.Teardown(sandbox); err != nil {
+		pod := w.pod()
+		w.a.log.Warn("pod network teardown", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+	}
+}
+
+// ip is the pod's IP: its pod network address, else the node's.
+func (w *podWorker) ip() string {
+	if w.podIP != "" {
+		return w.podIP
+	}
+	return w.a.cfg.Address
 }

@@ -49,6 +49,10 @@ func tableHeaders(k manifests.Kind, o tableOptions) []string {
 		h = []string{"LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}
 	case "Deployment", "ReplicaSet", "DaemonSet", "Job":
 		h = workloadHeaders(k.Kind, o.Wide)
+	case "Service":
+		h = serviceHeaders(o.Wide)
+	case "Endpoints":
+		h = []string{"NAME", "ENDPOINTS", "AGE"}
 	default:
 		h = []string{"NAME", "AGE"}
 	}
@@ -117,6 +121,10 @@ func tableRow(obj manifests.Object, o tableOptions) []string {
 		row = []string{age(now, last), v.Type, v.Reason, obj, v.Message}
 	case *manifests.Deployment, *manifests.ReplicaSet, *manifests.DaemonSet, *manifests.Job:
 		row = workloadRow(obj, name, created, now, o.Wide)
+	case *manifests.Service:
+		row = serviceRow(v, name, created, o.Wide)
+	case *manifests.Endpoints:
+		row = []string{name, endpointsColumn(v), created}
 	default:
 		row = []string{name, created}
 	}

@@ -40,6 +40,10 @@ func Default(obj Object) {
 		}
 	case *Deployment, *ReplicaSet, *DaemonSet, *Job:
 		defaultWorkload(o)
+	case *Service:
+		defaultService(o)
+	case *Endpoints:
+		defaultEndpoints(o)
 	case *Node:
 		if o.Status.Allocatable == nil && o.Status.Capacity != nil {
 			o.Status.Allocatable = make(ResourceList, len(o.Status.Capacity))

@@ -31,6 +31,8 @@ var kinds = []Kind{
 	{APIVersion: "apps/v1", Kind: "ReplicaSet", Resource: "replicasets", Singular: "replicaset", ShortNames: []string{"rs"}, Namespaced: true, New: func() Object { return &ReplicaSet{} }},
 	{APIVersion: "apps/v1", Kind: "DaemonSet", Resource: "daemonsets", Singular: "daemonset", ShortNames: []string{"ds"}, Namespaced: true, New: func() Object { return &DaemonSet{} }},
 	{APIVersion: "batch/v1", Kind: "Job", Resource: "jobs", Singular: "job", Namespaced: true, New: func() Object { return &Job{} }},
+	{APIVersion: "v1", Kind: "Service", Resource: "services", Singular: "service", ShortNames: []string{"svc"}, Namespaced: true, New: func() Object { return &Service{} }},
+	{APIVersion: "v1", Kind: "Endpoints", Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"}, Namespaced: true, New: func() Object { return &Endpoints{} }},
 }
 
 // Kinds returns every supported kind.

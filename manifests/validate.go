@@ -132,6 +132,10 @@ func validate(l *errList, obj Object) {
 				l.add("data["+key+"]", "required for a secret of type %s", o.Type)
 			}
 		}
+	case *Service:
+		validateService(l, o)
+	case *Endpoints:
+		validateEndpoints(l, o)
 	case *Node:
 		validateNode(l, o)
 	case *Event:
@@ -921,6 +925,8 @@ func ValidateUpdate(newObj, oldObj Object) error {
 		validateWorkloadUpdate(&l, n, oldObj)
 	case *Pod:
 		validatePodUpdate(&l, &n.Spec, &oldObj.(*Pod).Spec)
+	case *Service:
+		validateServiceUpdate(&l, n, oldObj.(*Service))
 	case *ConfigMap:
 		o := oldObj.(*ConfigMap)
 		if isTrue(o.Immutable) {

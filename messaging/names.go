@@ -115,6 +115,20 @@ func LeaseKey(node string) string { return EncodeToken(node) }
 // LeaseKey (one token) and watchers of node leases skip it by watching "*".
 func LeaderKey(name string) string { return "leader." + EncodeToken(name) }
 
+// ClusterIPClaimKey is the key in BucketLeases that claims a Service
+// cluster IP (two tokens, so node-lease watchers skip it).
+func ClusterIPClaimKey(ip string) string { return "svcip." + EncodeToken(ip) }
+
+// NodePortClaimKey is the key in BucketLeases that claims a Service
+// node port.
+func NodePortClaimKey(port int32) string { return fmt.Sprintf("nodeport.%d", port) }
+
+// PodCIDRClaimKey is the key in BucketLeases that claims a node's pod
+// CIDR (e.g. 10.244.3.0/24).
+func PodCIDRClaimKey(cidr string) string {
+	return "podcidr." + strings.NewReplacer(".", "_", "/", "-").Replace(cidr)
+}
+
 // NodeLeasesFilter selects the node leases in BucketLeases (not the
 // leader-election leases).
 const NodeLeasesFilter = "*"

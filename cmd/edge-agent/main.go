@@ -33,6 +33,10 @@ func main() {
 type options struct {
 	server, nodeName, dataDir, labels, address, logLevel, runc string
 	heartbeat                                                  time.Duration
+	podNetwork                                                 bool
+	podBridge                                                  string
+	serviceProxy                                               bool
+	dnsAddr                                                    string
 }
 
 func newCommand() *cobra.Command {
@@ -63,6 +67,15 @@ func newCommand() *cobra.Command {
 	f.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the node lease is renewed")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.runc, "runc", "", "path of the runc binary for OCI containers (default: runc in PATH)")
+	// Off by default until the control plane allocates node podCIDRs and
+	// the e2e harness (several agents on one host) opts out.
+	f.BoolVar(&o.podNetwork, "pod-network", false,
+		"give OCI pods an IP of the node's podCIDR on a bridge, routed to other nodes (needs root and runc)")
+	f.StringVar(&o.podBridge, "pod-bridge", "edge0", "name of the pod network bridge")
+	f.BoolVar(&o.serviceProxy, "service-proxy", os.Geteuid() == 0,
+		"proxy Service ClusterIPs (on the dummy link edge-svc) and NodePorts to their endpoints (needs root)")
+	f.StringVar(&o.dnsAddr, "dns-addr", edgeagent.DNSAddrGateway,
+		`address (host:port) of the cluster DNS server; "gateway": port 53 of the pod bridge gateway (needs --pod-network); "" for none`)
 	return cmd
 }
 
@@ -108,10 +121,12 @@ func run(ctx context.Context, o options) error {
 		rt.Close(cctx)
 	}()
 	runtimes := map[string]runtime.Runtime{rt.Name(): rt}
+	podNetwork := o.podNetwork
 	ociRT, err := oci.New(ctx, oci.Options{Root: filepath.Join(o.dataDir, "oci"), RuncPath: o.runc})
 	switch {
 	case errors.Is(err, runtime.ErrUnavailable):
 		log.Warn("OCI containers disabled: runc not found or not usable; this node advertises wasm only", "err", err)
+		podNetwork = false // wasm pods use the host network
 	case err != nil:
 		return fmt.Errorf("start oci runtime: %w", err)
 	default:
@@ -137,6 +152,10 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("connect to %s: %w", o.server, err)
 	}
 	defer nc.Close()
+	dnsAddr := o.dnsAddr
+	if dnsAddr == edgeagent.DNSAddrGateway && !podNetwork {
+		dnsAddr = "" // no pod bridge, no gateway to serve on
+	}
 	fmt.Printf("edge-agent %s started\n", o.nodeName)
 	return edgeagent.Run(ctx, nc, edgeagent.Config{
 		NodeName:          o.nodeName,
@@ -146,5 +165,9 @@ func run(ctx context.Context, o options) error {
 		HeartbeatInterval: o.heartbeat,
 		Runtimes:          runtimes,
 		Logger:            log,
+		PodNetwork:        podNetwork,
+		PodBridge:         o.podBridge,
+		ServiceProxy:      o.serviceProxy,
+		DNSAddr:           dnsAddr,
 	})
 }

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +14,10 @@ import (
 
 	"github.com/edgeorch/edgeorch/controlplane"
 	"github.com/edgeorch/edgeorch/controlplane/controllers"
+	"github.com/edgeorch/edgeorch/controlplane/ipam"
+	"github.com/edgeorch/edgeorch/controlplane/store"
+	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 )
 
@@ -24,7 +29,15 @@ func main() {
 }
 
 func newCommand() *cobra.Command {
-	cfg := controlplane.Config{RunControllers: controllers.Run}
+	var cfg controlplane.Config
+	cfg.RunControllers = func(ctx context.Context, st *store.Store, b *messaging.Buckets, nc *nats.Conn) error {
+		opts, err := controllers.DefaultOptions()
+		if err != nil {
+			return err
+		}
+		opts.ClusterCIDR = cfg.ClusterCIDR
+		return controllers.RunWithOptions(ctx, st, b, opts)
+	}
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:           "edge-controlplane",
@@ -53,6 +66,8 @@ func newCommand() *cobra.Command {
 	f.BoolVar(&cfg.SyncAlways, "sync-always", true, "fsync every JetStream write before acknowledging it (survives power cuts)")
 	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of each bucket (3 on a three-server NATS cluster)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&cfg.ServiceCIDR, "service-cidr", ipam.DefaultServiceCIDR, "range of Service cluster IPs")
+	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", ipam.DefaultClusterCIDR, "range the nodes' pod CIDRs (/24 each) are cut from")
 	return cmd
 }
 

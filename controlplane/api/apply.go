@@ -57,8 +57,16 @@ func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests
 			// As in Kubernetes, a new pod starts Pending whatever status was sent.
 			p.Status = manifests.PodStatus{Phase: "Pending"}
 		}
-		if !dryRun {
-			if obj, err = s.st.Create(ctx, in); err != nil {
+		alloc, err := s.allocate(ctx, in, nil)
+		if err != nil {
+			return nil, err
+		}
+		if dryRun {
+			s.settle(ctx, alloc, false)
+		} else {
+			obj, err = s.st.Create(ctx, in)
+			s.settle(ctx, alloc, err == nil)
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -75,6 +83,12 @@ func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests
 		return nil, err
 	}
 	manifests.Default(merged)
+	alloc, err := s.allocate(ctx, merged, stored)
+	if err != nil {
+		return nil, err
+	}
+	written := false
+	defer func() { s.settle(ctx, alloc, written) }()
 	same, err := sameObject(merged, stored)
 	if err != nil {
 		return nil, err
@@ -92,6 +106,7 @@ func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests
 	if err != nil {
 		return nil, err
 	}
+	written = true
 	return applyResult(client.ResultConfigured, updated)
 }
 
@@ -134,6 +149,11 @@ func mergeApply(stored, in manifests.Object) (manifests.Object, error) {
 	m.Labels, m.Annotations, m.OwnerReferences = im.Labels, im.Annotations, im.OwnerReferences
 	if p, ok := merged.(*manifests.Pod); ok && p.Spec.NodeName == "" {
 		p.Spec.NodeName = stored.(*manifests.Pod).Spec.NodeName
+	}
+	// A node keeps the pod CIDR the control plane gave it.
+	if n, ok := merged.(*manifests.Node); ok && n.Spec.PodCIDR == "" {
+		sn := stored.(*manifests.Node)
+		n.Spec.PodCIDR, n.Spec.PodCIDRs = sn.Spec.PodCIDR, sn.Spec.PodCIDRs
 	}
 	return merged, nil
 }

@@ -47,6 +47,7 @@ func (s *Server) delete(ctx context.Context, body []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.released(ctx, obj)
 	raw, err := encodeObject(obj)
 	if err != nil {
 		return nil, err
@@ -99,9 +100,12 @@ func (s *Server) emptyNamespace(ctx context.Context, namespace string) error {
 			return fmt.Errorf("delete namespace %s: %w", namespace, err)
 		}
 		for _, obj := range items {
-			_, err := s.st.Delete(ctx, k.Resource, namespace, obj.GetObjectMeta().Name, 0)
+			deleted, err := s.st.Delete(ctx, k.Resource, namespace, obj.GetObjectMeta().Name, 0)
 			if err != nil && !client.IsNotFound(err) {
 				return fmt.Errorf("delete namespace %s: %w", namespace, err)
+			}
+			if err == nil {
+				s.released(ctx, deleted)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/controlplane/ipam"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
@@ -40,6 +41,9 @@ type Options struct {
 	Concurrency int
 	// Logger receives failures that cannot be returned to a caller.
 	Logger *slog.Logger
+	// Services allocates Service cluster IPs and node ports; nil
+	// stores Services as they come.
+	Services *ipam.Services
 }
 
 // Server is the API service.
@@ -120,6 +124,13 @@ func (s *Server) Start(ctx context.Context) error {
 			_ = svc.Stop()
 			return fmt.Errorf("start API endpoint %s: %w", v.verb, err)
 		}
+	}
+	// The endpoints' subscriptions must reach the server before Start
+	// returns: callers announce the API as ready right after.
+	if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
+		cancel()
+		_ = svc.Stop()
+		return fmt.Errorf("start API: flush subscriptions: %w", err)
 	}
 	fanned := make(chan struct{})
 	s.mu.Lock()

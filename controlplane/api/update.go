@@ -39,10 +39,17 @@ func (s *Server) update(ctx context.Context, body []byte) (any, error) {
 		return nil, err
 	}
 	keepServerMeta(next, stored)
+	alloc, err := s.allocate(ctx, next, stored)
+	if err != nil {
+		return nil, err
+	}
 	if err := manifests.ValidateUpdate(next, stored); err != nil {
+		s.settle(ctx, alloc, false)
 		return nil, invalid(k.Kind, meta.Name, err)
 	}
-	return s.write(ctx, next, stored)
+	res, err := s.write(ctx, next, stored)
+	s.settle(ctx, alloc, err == nil)
+	return res, err
 }
 
 // keepServerMeta keeps the metadata only the server sets.

@@ -51,6 +51,12 @@ type Options struct {
 	// JobBackoff is the delay before a Job replaces its first failed pod,
 	// doubling per failure (job.DefaultBackoff, 10s).
 	JobBackoff time.Duration
+	// ClusterCIDR is the range node pod CIDRs are cut from
+	// (ipam.DefaultClusterCIDR when empty).
+	ClusterCIDR string
+	// NodeCIDRMaskSize is the prefix length of one node's pod CIDR
+	// (ipam.DefaultNodeMaskSize when 0).
+	NodeCIDRMaskSize int
 }
 
 // DefaultLeaderTTL is the default LeaderTTL.
@@ -191,7 +197,11 @@ func runControllers(ctx context.Context, st *store.Store, b *messaging.Buckets, 
 		},
 	}
 	dsInf, jobInf := addDaemonSetAndJob(parts, st, pods, nodeInf, opts)
-	addWorkloadControllers(st, opts, map[string]*controller.Informer{"pods": pods, "nodes": nodeInf, "daemonsets": dsInf, "jobs": jobInf}, parts)
+	svcInf, epInf, err := addServiceControllers(parts, st, b, pods, nodeInf, opts)
+	if err != nil {
+		return err
+	}
+	addWorkloadControllers(st, opts, map[string]*controller.Informer{"pods": pods, "nodes": nodeInf, "daemonsets": dsInf, "jobs": jobInf, "services": svcInf, "endpoints": epInf}, parts)
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex

@@ -25,6 +25,10 @@ type Sources interface {
 // PodFields are the values fieldRef may read that are not in the pod spec.
 type PodFields struct {
 	HostIP, PodIP string
+	// Services are the services known when the container starts; those of
+	// the pod's namespace become service link variables (see ServiceEnv),
+	// which env and envFrom override. Nil when enableServiceLinks is false.
+	Services []manifests.Service
 }
 
 // Resolve returns the environment of container c of pod.
@@ -44,6 +48,9 @@ func Resolve(ctx context.Context, pod *manifests.Pod, c *manifests.Container, sr
 		vals[k] = v
 	}
 	ns := pod.Namespace
+	for _, kv := range ServiceEnv(ns, f.Services) {
+		set(kv.Key, kv.Value)
+	}
 	for _, ef := range c.EnvFrom {
 		switch {
 		case ef.ConfigMapRef != nil:

@@ -25,6 +25,14 @@ type Input struct {
 	StartTime      time.Time
 	// Message and Reason are pod-level (e.g. a missing runtime handler).
 	Message, Reason string
+	// Probes are the probe results of running containers by name; a
+	// running container without an entry is started and ready.
+	Probes map[string]ProbeResult
+}
+
+// ProbeResult is what a container's startup and readiness probes say.
+type ProbeResult struct {
+	Started, Ready bool
 }
 
 // Compute returns the pod status. prev (may be nil) supplies the
@@ -46,6 +54,9 @@ func Compute(in Input, prev *manifests.PodStatus, now time.Time) manifests.PodSt
 		running := cs.State.Running != nil
 		cs.Ready = running
 		started := running
+		if pr, ok := in.Probes[c.Name]; ok && running {
+			cs.Ready, started = pr.Ready && pr.Started, pr.Started
+		}
 		cs.Started = &started
 		if !cs.Ready {
 			unready = append(unready, c.Name)

@@ -176,3 +176,33 @@ func TestInitContainers(t *testing.T) {
 		t.Fatalf("crash-looping init: phase %s", st.Phase)
 	}
 }
+
+func TestComputeProbeResults(t *testing.T) {
+	pod := &manifests.Pod{}
+	pod.Spec.Containers = []manifests.Container{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	running := manifests.ContainerState{Running: &manifests.ContainerStateRunning{}}
+	in := Input{Pod: pod, Containers: []manifests.ContainerStatus{{Name: "a", State: running}, {Name: "b", State: running}, {Name: "c", State: running}},
+		Probes: map[string]ProbeResult{"a": {Started: true, Ready: true}, "b": {Started: true}, "c": {Ready: true}}}
+	st := Compute(in, nil, time.Now())
+	want := map[string][2]bool{"a": {true, true}, "b": {true, false}, "c": {false, false}}
+	for _, cs := range st.ContainerStatuses {
+		if w := want[cs.Name]; *cs.Started != w[0] || cs.Ready != w[1] {
+			t.Fatalf("%s: started %v ready %v, want %v", cs.Name, *cs.Started, cs.Ready, w)
+		}
+	}
+	if st.Phase != manifests.PodRunning {
+		t.Fatalf("phase %s", st.Phase)
+	}
+	for _, c := range st.Conditions {
+		if (c.Type == manifests.PodReady || c.Type == manifests.ContainersReady) &&
+			(c.Status != manifests.ConditionFalse || c.Message != "containers with unready status: [b c]") {
+			t.Fatalf("condition %+v", c)
+		}
+	}
+	in.Probes = map[string]ProbeResult{"b": {Started: true, Ready: true}, "c": {Started: true, Ready: true}}
+	for _, c := range Compute(in, &st, time.Now()).Conditions {
+		if c.Type == manifests.PodReady && c.Status != manifests.ConditionTrue {
+			t.Fatalf("condition %+v", c)
+		}
+	}
+}
