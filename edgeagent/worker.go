@@ -385,7 +385,7 @@ func (w *podWorker) runSandbox(ctx context.Context, rt runtime.Runtime, pod *man
 	id, err := rt.RunPodSandbox(ctx, runtime.PodSandboxConfig{
 		Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, Labels: pod.Labels,
 		LogDirectory: filepath.Join(dir, "logs"), Hostname: hostname,
-		Dir: filepath.Join(dir, "sandbox"),
+		Dir: filepath.Join(dir, "sandbox"), DNS: w.sandboxDNS(rt, pod),
 	})
 	if err != nil {
 		return "", fmt.Errorf("run pod sandbox: %w", err)

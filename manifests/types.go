@@ -78,6 +78,7 @@ type PodSpec struct {
 	Subdomain                     string                     `json:"subdomain,omitempty"`
 	HostNetwork                   bool                       `json:"hostNetwork,omitempty"`
 	DNSPolicy                     string                     `json:"dnsPolicy,omitempty"`
+	DNSConfig                     *PodDNSConfig              `json:"dnsConfig,omitempty"`
 	ImagePullSecrets              []LocalObjectRef           `json:"imagePullSecrets,omitempty"`
 	Tolerations                   []Toleration               `json:"tolerations,omitempty"`
 	Affinity                      *Affinity                  `json:"affinity,omitempty"`
@@ -85,6 +86,20 @@ type PodSpec struct {
 	SecurityContext               *PodSecurityContext        `json:"securityContext,omitempty"`
 	PriorityClassName             string                     `json:"priorityClassName,omitempty"`
 	SchedulerName                 string                     `json:"schedulerName,omitempty"`
+}
+
+// PodDNSConfig (PodSpec.DNSConfig) is what goes into a pod's resolv.conf
+// besides (or, with dnsPolicy None, instead of) what the policy gives.
+type PodDNSConfig struct {
+	Nameservers []string             `json:"nameservers,omitempty"`
+	Searches    []string             `json:"searches,omitempty"`
+	Options     []PodDNSConfigOption `json:"options,omitempty"`
+}
+
+// PodDNSConfigOption is one resolv.conf option ("ndots" with value "2").
+type PodDNSConfigOption struct {
+	Name  string  `json:"name,omitempty"`
+	Value *string `json:"value,omitempty"`
 }
 
 // Container is one process (a wasm module or an OCI image) in a pod.

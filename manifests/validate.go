@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"fmt"
+	"net/netip"
 	"path"
 	"reflect"
 	"regexp"
@@ -280,6 +281,44 @@ func validateConfigData(l *errList, text map[string]string, bin map[string][]byt
 	}
 }
 
+// validatePodDNSConfig checks spec.dnsConfig as Kubernetes does: at most
+// 3 nameservers, IP addresses; at most 32 search domains; named options;
+// required with dnsPolicy None.
+func validatePodDNSConfig(l *errList, s *PodSpec, p string) {
+	c := s.DNSConfig
+	if c == nil {
+		if s.DNSPolicy == "None" {
+			l.add(p+".dnsConfig", "required when dnsPolicy is None")
+		}
+		return
+	}
+	p += ".dnsConfig"
+	if len(c.Nameservers) > 3 {
+		l.add(p+".nameservers", "must not have more than 3 nameservers")
+	}
+	if s.DNSPolicy == "None" && len(c.Nameservers) == 0 {
+		l.add(p+".nameservers", "required when dnsPolicy is None")
+	}
+	for i, ns := range c.Nameservers {
+		if _, err := netip.ParseAddr(ns); err != nil {
+			l.invalid(fmt.Sprintf("%s.nameservers[%d]", p, i), ns, "must be a valid IP address")
+		}
+	}
+	if len(c.Searches) > 32 {
+		l.add(p+".searches", "must not have more than 32 search paths")
+	}
+	for i, d := range c.Searches {
+		if err := ValidateDNSSubdomain(strings.TrimSuffix(d, ".")); err != nil {
+			l.invalid(fmt.Sprintf("%s.searches[%d]", p, i), d, err.Error())
+		}
+	}
+	for i, o := range c.Options {
+		if o.Name == "" {
+			l.required(fmt.Sprintf("%s.options[%d].name", p, i))
+		}
+	}
+}
+
 func validatePodSpec(l *errList, s *PodSpec, p string) {
 	vols := map[string]bool{}
 	for i, v := range s.Volumes {
@@ -301,6 +340,7 @@ func validatePodSpec(l *errList, s *PodSpec, p string) {
 	if s.DNSPolicy != "" && !oneOf(s.DNSPolicy, "ClusterFirst", "ClusterFirstWithHostNet", "Default", "None") {
 		l.unsupported(p+".dnsPolicy", s.DNSPolicy, "ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 	}
+	validatePodDNSConfig(l, s, p)
 	if g := s.TerminationGracePeriodSeconds; g != nil && *g < 0 {
 		l.invalid(p+".terminationGracePeriodSeconds", *g, "must be greater than or equal to 0")
 	}

@@ -85,6 +85,17 @@ type PodSandboxConfig struct {
 	// (oci: the network namespace bind mount, /etc/hosts, per-container
 	// bundles and writable layers). It survives agent restarts.
 	Dir string
+	// DNS is the pod's resolver configuration (oci: its /etc/resolv.conf);
+	// nil for the host's.
+	DNS *DNSConfig
+}
+
+// DNSConfig is a pod's resolv.conf: nameserver lines, one search line and
+// one options line ("ndots:5").
+type DNSConfig struct {
+	Servers  []string
+	Searches []string
+	Options  []string
 }
 
 // Mount is a host directory or file made visible inside a container.

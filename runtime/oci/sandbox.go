@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,7 +69,7 @@ func (r *Runtime) RunPodSandbox(ctx context.Context, cfg runtime.PodSandboxConfi
 	rec := sandboxRecord{ID: id, Config: cfg, Dir: dir, Ready: true, CreatedAt: time.Now()}
 	rec.Config.Labels = maps.Clone(cfg.Labels)
 	rec.Config.Hostname = hostname
-	if err := writeEtcFiles(dir, hostname); err != nil {
+	if err := writeEtcFiles(dir, hostname, cfg.DNS); err != nil {
 		cleanup()
 		return fail(err)
 	}
@@ -123,12 +124,15 @@ func removeNamespaces(dir string) error {
 }
 
 // writeEtcFiles writes the hosts, resolv.conf and hostname files the
-// containers of a pod share.
-func writeEtcFiles(dir, hostname string) error {
+// containers of a pod share. resolv.conf is made from dns, else copied
+// from the host.
+func writeEtcFiles(dir, hostname string, dns *runtime.DNSConfig) error {
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + hostname + "\n"
-	resolv, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		resolv = nil
+	var resolv []byte
+	if dns != nil {
+		resolv = resolvConf(*dns)
+	} else if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		resolv = data
 	}
 	for name, data := range map[string][]byte{
 		hostsFile:      []byte(hosts),
@@ -140,6 +144,22 @@ func writeEtcFiles(dir, hostname string) error {
 		}
 	}
 	return nil
+}
+
+// resolvConf renders a resolv.conf: a nameserver line per server, then one
+// search and one options line when there are any.
+func resolvConf(dns runtime.DNSConfig) []byte {
+	var b strings.Builder
+	for _, s := range dns.Servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(dns.Searches) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(dns.Searches, " "))
+	}
+	if len(dns.Options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(dns.Options, " "))
+	}
+	return []byte(b.String())
 }
 
 // StopPodSandbox implements runtime.Runtime: it kills the sandbox's

@@ -473,8 +473,13 @@ func TestCopiedRootfs(t *testing.T) {
 func TestSandboxDir(t *testing.T) {
 	h := newHarness(t)
 	dir := filepath.Join(t.TempDir(), "pod-a")
+	dns := &runtime.DNSConfig{
+		Servers:  []string{"10.244.0.1", "10.0.0.53"},
+		Searches: []string{"test.svc.cluster.local", "svc.cluster.local", "cluster.local"},
+		Options:  []string{"ndots:5"},
+	}
 	run := func() string {
-		id, err := h.r.RunPodSandbox(h.ctx, runtime.PodSandboxConfig{Name: "a", Namespace: "test", Dir: dir, LogDirectory: h.logs})
+		id, err := h.r.RunPodSandbox(h.ctx, runtime.PodSandboxConfig{Name: "a", Namespace: "test", Dir: dir, LogDirectory: h.logs, DNS: dns})
 		if err != nil {
 			t.Fatalf("RunPodSandbox in %s: %v", dir, err)
 		}
@@ -487,6 +492,28 @@ func TestSandboxDir(t *testing.T) {
 	for _, name := range []string{netnsFile, hostsFile, resolvConfFile, hostnameFile} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Fatalf("sandbox file: %v", err)
+		}
+	}
+	// Containers see the sandbox's resolv.conf: made from the DNS config,
+	// else the host's.
+	hostResolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range map[string]string{
+		sb:   "nameserver 10.244.0.1\nnameserver 10.0.0.53\nsearch test.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
+		h.sb: string(hostResolv),
+	} {
+		id, err := h.r.CreateContainer(h.ctx, s, h.busybox("resolv-"+s[:6], "cat /etc/resolv.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.r.StartContainer(h.ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		st := h.wait(h.r, id, runtime.StateExited, 10*time.Second)
+		if got := h.log(st.LogPath); st.ExitCode != 0 || strings.TrimSpace(got) != strings.TrimSpace(want) {
+			t.Fatalf("resolv.conf in sandbox %s: exit %d\n%s\nwant\n%s", s, st.ExitCode, got, want)
 		}
 	}
 	// Both pods listen on the same port, each in its own namespace, and

@@ -74,7 +74,13 @@ func (s *syncBuffer) String() string {
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, name), args...)
+	return startProcCmd(t, name, exec.Command(filepath.Join(binDir, name), args...))
+}
+
+// startProcCmd starts cmd (a daemon called name) and stops it at cleanup.
+func startProcCmd(t *testing.T, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	args := cmd.Args[1:]
 	p := &proc{name: name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.out
 	cmd.Stdout = p.out

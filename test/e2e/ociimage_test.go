@@ -25,7 +25,7 @@ import (
 
 // busyboxApplets are linked to /bin/busybox in the test image.
 var busyboxApplets = []string{"sh", "sleep", "cat", "echo", "env", "ls", "head", "dd", "nc", "wget",
-	"httpd", "true", "false", "id", "mkdir", "tr", "ps", "kill"}
+	"httpd", "true", "false", "id", "mkdir", "tr", "ps", "kill", "rm", "touch", "hostname"}
 
 // requireOCIHost fails the test when containers cannot run here.
 func requireOCIHost(t *testing.T) {
