@@ -54,6 +54,7 @@ test: deps wasm fmt vet
 ## bench: Go benchmarks and harnesses that print figures
 bench: deps wasm build
 	$(GO) test -run '^$$' -bench . -benchtime 200x -count 1 ./runtime/wasm/ ./runtime/oci/ ./controlplane/... 2>&1 | grep -E '^(Benchmark|FAIL|goos|cpu)' || true
+	$(GO) test -run '^$$' -bench BenchmarkProxyTCP -count 1 ./edgeagent/proxy/ 2>&1 | grep -E '^(Benchmark|FAIL)' || true
 	$(GO) run ./test/bench
 	$(GO) run ./test/bench/fleet
 
