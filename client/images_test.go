@@ -8,39 +8,20 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/images"
 	"github.com/edgeorch/edgeorch/images/imagetest"
 	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/edgeorch/edgeorch/messaging/natstest"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // startStore runs a real nats-server with the control plane's buckets.
 func startStore(t *testing.T) (*client.Client, *messaging.Buckets) {
 	t.Helper()
-	ns, err := messaging.StartServer(messaging.ServerConfig{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	nc, err := messaging.Connect(ctx, ns.ClientURL(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nenv := natstest.Start(t, "test")
+	nc, b := nenv.Conn, nenv.Buckets
 	return client.New(nc), b
 }
 

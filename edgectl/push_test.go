@@ -11,44 +11,25 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/images"
 	"github.com/edgeorch/edgeorch/images/imagetest"
-	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/edgeorch/edgeorch/messaging/natstest"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // startObjectStore runs a nats-server with the control plane's buckets
 // (all that push needs) and returns its URL and a client.
 func startObjectStore(t *testing.T) (string, *client.Client) {
 	t.Helper()
-	ns, err := messaging.StartServer(messaging.ServerConfig{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	nc, err := messaging.Connect(ctx, ns.ClientURL(), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	nenv := natstest.Start(t, "test")
+	ns, nc := nenv.Server, nenv.Conn
 	return ns.ClientURL(), client.New(nc)
 }
 

@@ -11,8 +11,8 @@ import (
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/edgeorch/edgeorch/messaging/natstest"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 type env struct {
@@ -26,26 +26,10 @@ type env struct {
 // and returns a client of it.
 func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
-	ns, err := messaging.StartServer(messaging.ServerConfig{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	nc, err := messaging.Connect(ctx, ns.ClientURL(), "api-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nenv := natstest.Start(t, "api-test")
+	nc, b := nenv.Conn, nenv.Buckets
 	st := store.New(b.Objects)
 	srv := New(st, nc, opts)
 	if err := srv.Start(ctx); err != nil {

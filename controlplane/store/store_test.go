@@ -10,6 +10,7 @@ import (
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/edgeorch/edgeorch/messaging/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -17,25 +18,7 @@ import (
 // objects bucket.
 func newStore(t *testing.T) (*Store, jetstream.KeyValue) {
 	t.Helper()
-	ns, err := messaging.StartServer(messaging.ServerConfig{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	ctx := context.Background()
-	nc, err := messaging.Connect(ctx, ns.ClientURL(), "store-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := natstest.Start(t, "store-test").Buckets
 	return New(b.Objects), b.Objects
 }
 

@@ -20,11 +20,11 @@ import (
 	"github.com/edgeorch/edgeorch/images/imagetest"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/edgeorch/edgeorch/messaging/natstest"
 	"github.com/edgeorch/edgeorch/runtime"
 	"github.com/edgeorch/edgeorch/runtime/oci"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -60,26 +60,10 @@ type controlPlane struct {
 
 func startControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
-	ns, err := messaging.StartServer(messaging.ServerConfig{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	nc, err := messaging.Connect(ctx, ns.ClientURL(), "test-control-plane")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nenv := natstest.Start(t, "test-control-plane")
+	ns, nc, b := nenv.Server, nenv.Conn, nenv.Buckets
 	srv := api.New(store.New(b.Objects), nc, api.Options{})
 	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
