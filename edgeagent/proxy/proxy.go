@@ -361,8 +361,14 @@ func (p *Proxy) serveUDP(l *listener) {
 			return
 		}
 		key := from.String()
+		// Looked up and marked used under mu: a session ends only under mu
+		// too, after checking it is still idle, so a packet never goes to a
+		// session that is closing.
 		mu.Lock()
 		s := sessions[key]
+		if s != nil {
+			s.last.Store(time.Now().UnixNano())
+		}
 		mu.Unlock()
 		if s == nil {
 			c, err := p.dial(l, "udp")
@@ -374,8 +380,19 @@ func (p *Proxy) serveUDP(l *listener) {
 			mu.Lock()
 			sessions[key] = s
 			mu.Unlock()
+			s.last.Store(time.Now().UnixNano())
 			wg.Go(func() {
-				p.udpReplies(l, s, from)
+				p.udpReplies(l, s, from, func() bool {
+					mu.Lock()
+					defer mu.Unlock()
+					if p.idle(s) {
+						if sessions[key] == s {
+							delete(sessions, key)
+						}
+						return true
+					}
+					return false
+				})
 				mu.Lock()
 				if sessions[key] == s {
 					delete(sessions, key)
@@ -383,7 +400,6 @@ func (p *Proxy) serveUDP(l *listener) {
 				mu.Unlock()
 			})
 		}
-		s.last.Store(time.Now().UnixNano())
 		if _, err := s.conn.Write(buf[:n]); err != nil {
 			p.log.Debug("proxy udp write", "service", l.svc, "err", err)
 		}
@@ -391,8 +407,9 @@ func (p *Proxy) serveUDP(l *listener) {
 }
 
 // udpReplies sends the backend's replies to the client until the session
-// has been idle for UDPIdleTimeout.
-func (p *Proxy) udpReplies(l *listener, s *udpSession, client net.Addr) {
+// has been idle for UDPIdleTimeout; expire ends it only if it still is idle
+// (and takes it out of the sessions) when asked under the listener's lock.
+func (p *Proxy) udpReplies(l *listener, s *udpSession, client net.Addr, expire func() bool) {
 	defer s.conn.Close()
 	buf := make([]byte, 64*1024)
 	for {
@@ -403,20 +420,15 @@ func (p *Proxy) udpReplies(l *listener, s *udpSession, client net.Addr) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && time.Unix(0, s.last.Load()).Add(p.cfg.UDPIdleTimeout).After(time.Now()) {
-				continue // traffic since the deadline was set
+			select {
+			case <-l.done:
+				return
+			default:
 			}
-			if !errors.As(err, &ne) || !ne.Timeout() {
-				// connection refused etc.: keep the session until idle
-				select {
-				case <-l.done:
-					return
-				default:
-				}
-				if time.Unix(0, s.last.Load()).Add(p.cfg.UDPIdleTimeout).After(time.Now()) {
-					continue
-				}
+			// A timeout, or an error such as connection refused: the
+			// session lasts until it has been idle long enough.
+			if !p.idle(s) || !expire() {
+				continue
 			}
 			return
 		}
@@ -428,4 +440,9 @@ func (p *Proxy) udpReplies(l *listener, s *udpSession, client net.Addr) {
 			}
 		}
 	}
+}
+
+// idle reports whether s has carried no client packet for UDPIdleTimeout.
+func (p *Proxy) idle(s *udpSession) bool {
+	return !time.Unix(0, s.last.Load()).Add(p.cfg.UDPIdleTimeout).After(time.Now())
 }
