@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/edgeagent/envvar"
@@ -72,6 +73,9 @@ func (w *podWorker) containerConfig(ctx context.Context, pod *manifests.Pod, han
 		}
 		cfg.CPUMilli = v.MilliValue()
 	}
+	if handler == manifests.RuntimeWasm {
+		cfg.Ports = wasmPorts(spec.Ports)
+	}
 	if handler == manifests.RuntimeOCI && !w.a.cfg.PassImages {
 		sec, err := securityConfig(pod, spec, image)
 		if err != nil {
@@ -81,6 +85,20 @@ func (w *podWorker) containerConfig(ctx context.Context, pod *manifests.Pod, han
 		cfg.PidsLimit = defaultPidsLimit
 	}
 	return cfg, nil
+}
+
+// wasmPorts are the TCP ports a wasm container declares: the runtime opens
+// a listener for each (wasm pods use the host network) and preopens it for
+// the module. Other protocols cannot be served by a wasm module and are left
+// out.
+func wasmPorts(ports []manifests.ContainerPort) []runtime.PortMapping {
+	var out []runtime.PortMapping
+	for _, p := range ports {
+		if p.Protocol == "" || strings.EqualFold(p.Protocol, "TCP") {
+			out = append(out, runtime.PortMapping{ContainerPort: p.ContainerPort, Protocol: "TCP"})
+		}
+	}
+	return out
 }
 
 // mounts prepares the pod volumes a container mounts: emptyDir under the

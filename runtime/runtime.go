@@ -137,6 +137,24 @@ type ContainerConfig struct {
 	// Security applies to OCI containers; wasm containers are sandboxed by
 	// construction and ignore it.
 	Security SecurityConfig
+	// Ports are the ports the container listens on. OCI containers ignore
+	// them (they bind their own sockets). For wasm containers the runtime
+	// opens a TCP listener per port (HostIP default 0.0.0.0) and preopens
+	// them in order as the file descriptors after stdio and the mounted
+	// directories: fd 3+len(Mounts), the next, and so on. The environment
+	// gets LISTEN_FDS=<number of listeners> (the systemd convention) and
+	// LISTEN_FDS_START=<first listener fd>; the module accepts with WASI
+	// sock_accept. The listeners are closed when the container ends.
+	Ports []PortMapping
+}
+
+// PortMapping is one port a container listens on.
+type PortMapping struct {
+	ContainerPort int32
+	// Protocol is "TCP" (the default when empty), "UDP" or "SCTP".
+	Protocol string
+	// HostIP is the address to listen on; empty means all addresses.
+	HostIP string
 }
 
 // SecurityConfig is the part of a container's securityContext a runtime

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -113,7 +114,14 @@ func (c *container) start(ctx context.Context, rt wazero.Runtime) error {
 		}
 		return nil
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
+	sockCtx, portEnv, err := withListeners(context.Background(), c.cfg.Ports, len(c.cfg.Mounts))
+	if err != nil {
+		if logs != nil {
+			_ = logs.Close()
+		}
+		return err
+	}
+	runCtx, cancel := context.WithCancel(sockCtx)
 	fsCfg := wazero.NewFSConfig()
 	for _, m := range c.cfg.Mounts {
 		if m.ReadOnly {
@@ -140,7 +148,8 @@ func (c *container) start(ctx context.Context, rt wazero.Runtime) error {
 			}
 		}).
 		WithRandSource(rand.Reader)
-	for _, kv := range c.cfg.Env {
+	// The runtime's LISTEN_FDS* describe the real descriptors and win.
+	for _, kv := range append(slices.Clone(c.cfg.Env), portEnv...) {
 		modCfg = modCfg.WithEnv(kv.Key, kv.Value)
 	}
 	c.life.State = runtime.StateRunning

@@ -128,9 +128,18 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 			return "", fmt.Errorf("create container %q: %w: mount %s: wasm containers can only mount directories", cfg.Name, runtime.ErrInvalid, m.HostPath)
 		}
 	}
+	if err := checkPorts(cfg.Ports); err != nil {
+		return "", fmt.Errorf("create container %q: %w", cfg.Name, err)
+	}
 	mod, err := r.modules.acquire(ctx, cfg.Image)
 	if err != nil {
 		return "", fmt.Errorf("create container %q: %w", cfg.Name, err)
+	}
+	if len(cfg.Ports) > 0 {
+		if err := checkImports(r.rt, mod.mod); err != nil {
+			r.modules.release(ctx, mod)
+			return "", fmt.Errorf("create container %q: %w", cfg.Name, err)
+		}
 	}
 	logPath := cfg.LogPath
 	switch {
