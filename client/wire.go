@@ -147,3 +147,20 @@ type Lease struct {
 	DurationSeconds int    `json:"durationSeconds"`
 	AgentVersion    string `json:"agentVersion,omitempty"`
 }
+
+// PrepullRequest asks an agent, on messaging.NodeSubject(node,
+// messaging.NodeVerbPrepull), to fetch a module or image into its caches
+// ahead of a rollout (edgectl prepull; docs/integrations.md).
+type PrepullRequest struct {
+	// Image is the reference a pod's container would name.
+	Image string `json:"image"`
+	// Runtime is "wasm" (default) or "oci".
+	Runtime string `json:"runtime,omitempty"`
+}
+
+// PrepullReply is the agent's answer: the digest now in its cache, or
+// why it could not fetch it.
+type PrepullReply struct {
+	Digest string `json:"digest,omitempty"`
+	Error  string `json:"error,omitempty"`
+}

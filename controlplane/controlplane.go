@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgeorch/edgeorch/controlplane/api"
 	"github.com/edgeorch/edgeorch/controlplane/ipam"
+	"github.com/edgeorch/edgeorch/controlplane/publish"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/nats-io/nats-server/v2/server"
@@ -115,6 +116,11 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 		}
 	}()
 	log.Info("API serving", "service", messaging.APIServiceName, "version", messaging.APIVersion)
+	stopPublish, err := publish.Start(ctx, st, nc, publish.Options{Logger: log}, messaging.BucketOptions{Replicas: cfg.Replicas})
+	if err != nil {
+		return err
+	}
+	defer stopPublish()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -135,6 +135,8 @@ type Agent struct {
 	pulled pulledImages
 	st     *statusQueue
 	conn   *connWatch
+	// revs is the last applied assignments revision (delta resync).
+	revs *revisionStore
 	// pnet is the pod network (nil unless Config.PodNetwork).
 	pnet *podnet.Manager
 	// svc is the Services snapshot, proxy and DNS (nil unless
@@ -193,6 +195,14 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 		gone:       map[string]*podWorker{},
 	}
 	a.st = newStatusQueue(api, a.log)
+	if err := a.st.withOutbox(db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if a.revs, err = newRevisionStore(db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if cfg.ServiceProxy || cfg.DNSAddr != "" {
 		a.svc = newServices(a)
 	}
@@ -242,7 +252,13 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	defer stopExec()
+	stopPrepull, err := a.servePrepull(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopPrepull()
 	a.goRun(func() { a.st.run(ctx) })
+	a.goRun(func() { a.revs.run(ctx, a.log) })
 	a.goRun(func() { a.imageGCLoop(ctx) })
 	a.goRun(func() {
 		// Unsent statuses go out as soon as the link is back.

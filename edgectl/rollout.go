@@ -112,7 +112,7 @@ type rolloutStatusOptions struct {
 func newRolloutStatusCmd(o *options) *cobra.Command {
 	s := &rolloutStatusOptions{options: o}
 	cmd := &cobra.Command{
-		Use:   "status (deployment|daemonset)/NAME",
+		Use:   "status (deployment|daemonset|rollout)/NAME",
 		Short: "Show the status of a rollout, waiting until it finishes",
 		Long: `Show the status of a rollout. By default it watches the object and prints
 a line whenever the progress changes, until the rollout finishes (exit 0), its
@@ -120,7 +120,7 @@ progress deadline is exceeded (exit 1) or --timeout passes (exit 1).`,
 		Example: `  edgectl rollout status deployment/web
   edgectl rollout status daemonset/agent-probe --timeout=2m`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := parseWorkloadArg(cmd, args, "Deployment", "DaemonSet")
+			k, name, err := parseWorkloadArg(cmd, args, "Deployment", "DaemonSet", "Rollout")
 			if err != nil {
 				return err
 			}
@@ -142,6 +142,8 @@ func rolloutStatus(obj manifests.Object, revision int64) (string, bool, error) {
 		return deploymentRolloutStatus(v, revision)
 	case *manifests.DaemonSet:
 		return daemonSetRolloutStatus(v)
+	case *manifests.Rollout:
+		return fleetRolloutStatus(v)
 	}
 	return "", false, fmt.Errorf("rollout status is not available for %s", objectName(obj))
 }
@@ -214,12 +216,12 @@ func (s *rolloutStatusOptions) run(ctx context.Context, k manifests.Kind, name s
 	// check prints the progress when it changed; true once finished.
 	check := func(obj manifests.Object) (bool, error) {
 		msg, done, err := rolloutStatus(obj, s.revision)
-		if err != nil {
-			return false, err
-		}
-		if msg != last {
+		if msg != "" && msg != last { // a fleet rollout shows its waves also when it failed
 			fmt.Fprintln(s.streams.Out, msg)
 			last = msg
+		}
+		if err != nil {
+			return false, err
 		}
 		return done, nil
 	}

@@ -171,6 +171,7 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 		newVersionCmd(o),
 		newRolloutCmd(o),
 		newScaleCmd(o),
+		newPrepullCmd(o),
 	)
 	return root, o
 }

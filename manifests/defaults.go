@@ -44,6 +44,8 @@ func Default(obj Object) {
 		defaultService(o)
 	case *Endpoints:
 		defaultEndpoints(o)
+	case *Rollout:
+		defaultRollout(o)
 	case *Node:
 		if o.Status.Allocatable == nil && o.Status.Capacity != nil {
 			o.Status.Allocatable = make(ResourceList, len(o.Status.Capacity))

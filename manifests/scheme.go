@@ -33,6 +33,7 @@ var kinds = []Kind{
 	{APIVersion: "batch/v1", Kind: "Job", Resource: "jobs", Singular: "job", Namespaced: true, New: func() Object { return &Job{} }},
 	{APIVersion: "v1", Kind: "Service", Resource: "services", Singular: "service", ShortNames: []string{"svc"}, Namespaced: true, New: func() Object { return &Service{} }},
 	{APIVersion: "v1", Kind: "Endpoints", Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"}, Namespaced: true, New: func() Object { return &Endpoints{} }},
+	{APIVersion: "edge.io/v1alpha1", Kind: "Rollout", Resource: "rollouts", Singular: "rollout", ShortNames: []string{"ro"}, Namespaced: true, New: func() Object { return &Rollout{} }},
 }
 
 // Kinds returns every supported kind.

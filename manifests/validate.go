@@ -141,6 +141,8 @@ func validate(l *errList, obj Object) {
 		validateNode(l, o)
 	case *Event:
 		validateEvent(l, o)
+	case *Rollout:
+		validateRollout(l, o)
 	case *Deployment, *ReplicaSet, *DaemonSet, *Job:
 		validateWorkload(l, o)
 	}
@@ -967,6 +969,8 @@ func ValidateUpdate(newObj, oldObj Object) error {
 		validatePodUpdate(&l, &n.Spec, &oldObj.(*Pod).Spec)
 	case *Service:
 		validateServiceUpdate(&l, n, oldObj.(*Service))
+	case *Rollout:
+		validateRolloutUpdate(&l, n, oldObj.(*Rollout))
 	case *ConfigMap:
 		o := oldObj.(*ConfigMap)
 		if isTrue(o.Immutable) {

@@ -169,3 +169,46 @@ func ModuleObjectName(ref string) string { return "ref/" + ref }
 
 // ModuleDigestName is the object-store name of a module by its sha256 (hex).
 func ModuleDigestName(hexDigest string) string { return "sha256/" + hexDigest }
+
+// Integration subjects: a versioned, documented tree (docs/integrations.md)
+// that outside consumers may follow with any NATS client.
+const (
+	eventsPrefix = "edge.events.v1"
+	statusPrefix = "edge.status.v1"
+	// StreamEvents is the JetStream stream that keeps the integration
+	// subjects for consumers that were offline.
+	StreamEvents = "EDGE_EVENTS"
+	// EventsFilter matches every event subject.
+	EventsFilter = eventsPrefix + ".>"
+	// StatusFilter matches every status subject.
+	StatusFilter = statusPrefix + ".>"
+	// NodeVerbPrepull asks an agent to fetch a module or image into its
+	// cache ahead of a rollout.
+	NodeVerbPrepull = "prepull"
+)
+
+// EventSubject is where an Event about the object kind/name in namespace
+// is published ("_" stands for cluster scope).
+func EventSubject(namespace, kind, name string) string {
+	return eventsPrefix + "." + nsToken(namespace) + "." + subjectToken(kind) + "." + subjectToken(name)
+}
+
+// PodStatusSubject is where a pod's status summary is published.
+func PodStatusSubject(namespace, name string) string {
+	return statusPrefix + ".pod." + nsToken(namespace) + "." + EncodeToken(name)
+}
+
+// NodeStatusSubject is where a node's state (Ready, NotReady,
+// Unreachable) is published.
+func NodeStatusSubject(name string) string {
+	return statusPrefix + ".node." + EncodeToken(name)
+}
+
+// subjectToken is EncodeToken that also never yields an empty token or a
+// wildcard.
+func subjectToken(s string) string {
+	if s == "" {
+		return clusterScope
+	}
+	return strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_").Replace(s)
+}

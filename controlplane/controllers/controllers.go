@@ -21,6 +21,7 @@ import (
 	"github.com/edgeorch/edgeorch/controlplane/leader"
 	"github.com/edgeorch/edgeorch/controlplane/nodes"
 	"github.com/edgeorch/edgeorch/controlplane/replicaset"
+	"github.com/edgeorch/edgeorch/controlplane/rollout"
 	"github.com/edgeorch/edgeorch/controlplane/scheduler"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
@@ -279,6 +280,8 @@ func addWorkloadControllers(st *store.Store, opts Options, shared map[string]*co
 		}
 		return nil
 	}
+
+	parts["rollout controller"] = rollout.Wire(st, infs, events.NewRecorder(st, events.Options{Component: rollout.Name, TTL: opts.EventTTL}))
 
 	listers := map[string]gc.Lister{}
 	var all []*controller.Informer

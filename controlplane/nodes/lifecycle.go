@@ -273,7 +273,8 @@ func (c *Controller) Sync(ctx context.Context, name string) error {
 func (c *Controller) apply(ctx context.Context, node *manifests.Node, want manifests.NodeCondition, st State, now time.Time) (*manifests.Node, error) {
 	taints, taintsChanged := lifecycleTaints(node.Spec.Taints, st, now)
 	condChanged := readyStatus(node) != want.Status
-	if !taintsChanged && !condChanged {
+	beatStale := !condChanged && heartbeatStale(node, want.LastHeartbeatTime)
+	if !taintsChanged && !condChanged && !beatStale {
 		return nil, nil
 	}
 	cp, err := controller.Copy(node)
@@ -291,6 +292,12 @@ func (c *Controller) apply(ctx context.Context, node *manifests.Node, want manif
 		}
 		if !replaced {
 			cp.Status.Conditions = append(cp.Status.Conditions, want)
+		}
+	} else if beatStale {
+		for i := range cp.Status.Conditions {
+			if cp.Status.Conditions[i].Type == manifests.NodeReady {
+				cp.Status.Conditions[i].LastHeartbeatTime = want.LastHeartbeatTime
+			}
 		}
 	}
 	updated, err := c.st.Update(ctx, cp)
@@ -473,6 +480,23 @@ func (c *Controller) record(ctx context.Context, old, node *manifests.Node, st S
 	if err := c.rec.Eventf(ctx, node, manifests.EventNormal, reason, "Node %s status is now: %s", node.Name, reason); err != nil {
 		slog.WarnContext(ctx, "record node event", "node", node.Name, "err", err)
 	}
+}
+
+// HeartbeatWriteInterval is the least time between two writes of a
+// node's Ready lastHeartbeatTime made only to follow its lease (the
+// condition's status changing is written at once): the Node shows its last
+// report time to within that, without a store write per heartbeat.
+const HeartbeatWriteInterval = 30 * time.Second
+
+// heartbeatStale reports whether the Ready condition of node shows a last
+// heartbeat at least HeartbeatWriteInterval older than beat.
+func heartbeatStale(node *manifests.Node, beat time.Time) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == manifests.NodeReady {
+			return beat.Sub(c.LastHeartbeatTime) >= HeartbeatWriteInterval
+		}
+	}
+	return false
 }
 
 func readyCondition(now, heartbeat time.Time, fresh bool) manifests.NodeCondition {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/controlplane/controller"
 	"github.com/edgeorch/edgeorch/controlplane/controller/controllertest"
 	"github.com/edgeorch/edgeorch/manifests"
@@ -117,11 +118,18 @@ func rev(o manifests.Object) uint64 {
 	return n
 }
 
+// sync runs one sync of key. A conflict on its own status write (the
+// ReplicaSet cache not yet showing the previous sync's write) is what the
+// work queue retries; here the sync is retried until the cache catches up.
 func (f *fixture) sync(key string) {
 	f.t.Helper()
-	if err := f.c.Sync(f.ctx, key); err != nil {
-		f.t.Fatalf("Sync(%s): %v", key, err)
-	}
+	controllertest.Eventually(f.t, 5*time.Second, func() error {
+		err := f.c.Sync(f.ctx, key)
+		if err != nil && !client.IsConflict(err) {
+			f.t.Fatalf("Sync(%s): %v", key, err)
+		}
+		return err
+	})
 }
 
 // storedPods lists the pods in the store (not the cache).

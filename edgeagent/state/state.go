@@ -5,9 +5,11 @@
 package state
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/edgeorch/edgeorch/manifests"
@@ -115,8 +117,11 @@ func (d *DB) Pods() ([]*Pod, error) {
 
 // Batch writes puts and removes the pods with the keys in deletes, in one
 // transaction.
+//
+// Concurrent calls (pod workers) are coalesced into one bbolt transaction
+// (bolt.DB.Batch); each returns only once its writes are committed.
 func (d *DB) Batch(puts []*Pod, deletes []string) error {
-	err := d.db.Update(func(tx *bolt.Tx) error {
+	err := d.db.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketPods)
 		for _, p := range puts {
 			if p.Pod == nil {
@@ -166,4 +171,74 @@ func (d *DB) Meta(key string) ([]byte, error) {
 		return nil
 	})
 	return out, err
+}
+
+var bucketOutbox = []byte("outbox")
+
+// OutboxEntry is a pod status the agent could not send yet.
+type OutboxEntry struct {
+	// Key is the pod's namespace/name.
+	Key string `json:"-"`
+	// Seq orders the entries: they are sent oldest first.
+	Seq uint64 `json:"seq"`
+	// Pod is the encoded status object.
+	Pod json.RawMessage `json:"pod"`
+}
+
+// Statuses returns the status outbox, oldest first.
+func (d *DB) Statuses() ([]OutboxEntry, error) {
+	var out []OutboxEntry
+	err := d.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketOutbox)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var e OutboxEntry
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decode status %s: %w", k, err)
+			}
+			e.Key = string(k)
+			out = append(out, e)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read status outbox: %w", err)
+	}
+	slices.SortFunc(out, func(a, b OutboxEntry) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
+}
+
+// SaveStatuses writes puts to the status outbox and removes the entries
+// with the keys in deletes, in one transaction.
+func (d *DB) SaveStatuses(puts []OutboxEntry, deletes []string) error {
+	if len(puts) == 0 && len(deletes) == 0 {
+		return nil
+	}
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketOutbox)
+		if err != nil {
+			return err
+		}
+		for _, k := range deletes {
+			if err := b.Delete([]byte(k)); err != nil {
+				return fmt.Errorf("delete status %s: %w", k, err)
+			}
+		}
+		for _, e := range puts {
+			v, err := json.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("encode status %s: %w", e.Key, err)
+			}
+			if err := b.Put([]byte(e.Key), v); err != nil {
+				return fmt.Errorf("put status %s: %w", e.Key, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("write status outbox: %w", err)
+	}
+	return nil
 }
