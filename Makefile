@@ -57,6 +57,7 @@ bench: deps wasm build
 	$(GO) test -run '^$$' -bench BenchmarkProxyTCP -count 1 ./edgeagent/proxy/ 2>&1 | grep -E '^(Benchmark|FAIL)' || true
 	$(GO) run ./test/bench
 	$(GO) run ./test/bench/fleet
+	$(GO) run ./test/bench/rollout -nodes 1000
 
 clean:
 	rm -rf $(BIN) wasm/build .run
