@@ -96,8 +96,10 @@ func TestWorkerLivenessAndStartupRestart(t *testing.T) {
 	pod.Spec.TerminationGracePeriodSeconds = &grace
 	pod.Spec.Containers[0].LivenessProbe = &manifests.Probe{
 		Exec: &manifests.ExecAction{Command: []string{"false"}}, PeriodSeconds: 1, FailureThreshold: 1}
+	// The startup probe waits a second before its first run, so the first
+	// status is certainly from before it succeeded.
 	pod.Spec.Containers[0].StartupProbe = &manifests.Probe{
-		Exec: &manifests.ExecAction{Command: []string{"true"}}, PeriodSeconds: 1}
+		Exec: &manifests.ExecAction{Command: []string{"true"}}, PeriodSeconds: 1, InitialDelaySeconds: 1}
 	w := newPodWorker(a, &state.Pod{Pod: pod, Revision: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
