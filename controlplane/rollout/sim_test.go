@@ -157,7 +157,26 @@ func TestRolloutOverFleet(t *testing.T) {
 	controllertest.Eventually(t, 20*time.Second, func() error { return f.converged(f.dsHash())() })
 	original := f.dsHash()
 
-	// 1. A crashing template fails the first wave's health gate: rolled back.
+	// 5 of the 20 nodes go offline before any rollout.
+	offline := []int{3, 8, 13, 17, 19}
+	for _, i := range offline {
+		c.StopNode(i)
+	}
+	controllertest.Eventually(t, 15*time.Second, func() error {
+		for _, i := range offline {
+			o, err := c.Client.Get(ctx, "nodes", "", sim.NodeName(i))
+			if err != nil {
+				return err
+			}
+			if sim.NodeIsReady(o.(*manifests.Node)) {
+				return fmt.Errorf("node %d still ready", i)
+			}
+		}
+		return nil
+	})
+
+	// 1. With them offline, a crashing template fails the first wave's
+	// health gate: rolled back.
 	f.apply(rolloutYAML("bad", "fake://exit/1", "2", "Rollback"))
 	ro := f.waitPhase("bad", manifests.RolloutRolledBack, 20*time.Second)
 	if ro.Status.CurrentWave != 0 || ro.Status.Waves[0].Total != 2 {
@@ -177,24 +196,8 @@ func TestRolloutOverFleet(t *testing.T) {
 		t.Fatalf("daemonset template %s after rollback, want %s", got, original)
 	}
 
-	// 2. A good template with 5 nodes offline: completes without them,
-	// they converge to it when they return.
-	offline := []int{3, 8, 13, 17, 19}
-	for _, i := range offline {
-		c.StopNode(i)
-	}
-	controllertest.Eventually(t, 15*time.Second, func() error {
-		for _, i := range offline {
-			o, err := c.Client.Get(ctx, "nodes", "", sim.NodeName(i))
-			if err != nil {
-				return err
-			}
-			if sim.NodeIsReady(o.(*manifests.Node)) {
-				return fmt.Errorf("node %d still ready", i)
-			}
-		}
-		return nil
-	})
+	// 2. A good template, the same 5 nodes still offline: completes
+	// without them; they converge to it when they return.
 	f.apply(rolloutYAML("good", "fake://run", "3", "Rollback"))
 	ro = f.waitPhase("good", manifests.RolloutCompleted, 30*time.Second)
 	offCount := int32(0)
