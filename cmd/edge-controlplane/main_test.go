@@ -23,7 +23,7 @@ func TestFlagDefaults(t *testing.T) {
 	for name, want := range map[string]string{
 		"data-dir": "./edge-data", "listen": "127.0.0.1:4222", "nats-url": "",
 		"sync-always": "true", "replicas": "1", "log-level": "info",
-		"service-cidr": "10.96.0.0/16", "cluster-cidr": "10.244.0.0/16",
+		"service-cidr": "10.96.0.0/16", "cluster-cidr": "10.128.0.0/10",
 	} {
 		f := cmd.Flags().Lookup(name)
 		if f == nil || f.DefValue != want {

@@ -9,10 +9,11 @@ import (
 	"github.com/edgeorch/edgeorch/messaging"
 )
 
-// DefaultClusterCIDR is the default range node pod CIDRs are cut from,
+// DefaultClusterCIDR is the default range node pod CIDRs are cut from
+// (16,384 nodes of /24: fleets are large; clear of the service CIDR),
 // and DefaultNodeMaskSize the default size of one node's pod CIDR.
 const (
-	DefaultClusterCIDR  = "10.244.0.0/16"
+	DefaultClusterCIDR  = "10.128.0.0/10"
 	DefaultNodeMaskSize = 24
 )
 
