@@ -128,7 +128,14 @@ func benchOCI(ctx context.Context, c *client.Client, ag *daemon, agentDir string
 	for _, n := range names {
 		c.Delete(ctx, "pods", "default", n)
 	}
-	return nil
+	// Containers outlive the agent by design: wait until it has removed
+	// them before the harness stops it.
+	return poll(ctx, 200*time.Millisecond, func() error {
+		if n := len(shimPIDs(ag.cmd.Process.Pid)); n > 0 {
+			return fmt.Errorf("%d container shims still running", n)
+		}
+		return nil
+	})
 }
 
 func ociPod(name, label string) json.RawMessage {
