@@ -319,7 +319,7 @@ func TestDecodeRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("re-decode %s: %v", raw, err)
 		}
-		if !equalJSON(o, back) {
+		if !EqualJSON(o, back) {
 			t.Fatalf("round trip changed %s", raw)
 		}
 	}

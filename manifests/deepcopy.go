@@ -30,8 +30,9 @@ func DeepCopy(obj Object) Object {
 	return out
 }
 
-// equalJSON reports whether a and b serialize to the same JSON.
-func equalJSON(a, b any) bool {
+// EqualJSON reports whether a and b encode to the same JSON (false when
+// either cannot be encoded).
+func EqualJSON(a, b any) bool {
 	ra, err1 := json.Marshal(a)
 	rb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ra, rb)

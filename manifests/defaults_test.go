@@ -62,7 +62,7 @@ spec:
 	}
 	before := DeepCopy(p)
 	Default(p)
-	if !equalJSON(before, p) {
+	if !EqualJSON(before, p) {
 		t.Error("Default is not idempotent")
 	}
 	if err := Validate(p); err != nil {

@@ -191,10 +191,10 @@ func validateRollout(l *errList, r *Rollout) {
 // validateRolloutUpdate keeps what a rollout rolls out fixed: a new
 // template or target is a new Rollout.
 func validateRolloutUpdate(l *errList, n, o *Rollout) {
-	if !equalJSON(n.Spec.TargetRef, o.Spec.TargetRef) {
+	if !EqualJSON(n.Spec.TargetRef, o.Spec.TargetRef) {
 		l.add("spec.targetRef", "forbidden: field is immutable")
 	}
-	if !equalJSON(n.Spec.Template, o.Spec.Template) {
+	if !EqualJSON(n.Spec.Template, o.Spec.Template) {
 		l.add("spec.template", "forbidden: field is immutable")
 	}
 }

@@ -1043,7 +1043,7 @@ func validatePodUpdate(l *errList, n, o *PodSpec) {
 	cp.ActiveDeadlineSeconds = o.ActiveDeadlineSeconds
 	cp.Tolerations = o.Tolerations
 	cp.NodeName = o.NodeName
-	if !equalJSON(&cp, o) {
+	if !EqualJSON(&cp, o) {
 		l.add("spec", "forbidden: pod updates may not change fields other than spec.containers[*].image, spec.initContainers[*].image, spec.activeDeadlineSeconds, spec.tolerations (only additions) and spec.nodeName (only from empty)")
 	}
 }

@@ -735,7 +735,7 @@ func validateWorkloadUpdate(l *errList, n, o Object) {
 		// template labels) on its first update.
 		if oj.Spec.Selector != nil {
 			immutable("spec.selector", n.Spec.Selector, oj.Spec.Selector)
-			if !equalJSON(&n.Spec.Template, &oj.Spec.Template) {
+			if !EqualJSON(&n.Spec.Template, &oj.Spec.Template) {
 				l.add("spec.template", "forbidden: field is immutable")
 			}
 		}

@@ -63,11 +63,11 @@ func TestDecodeDeploymentDefaults(t *testing.T) {
 	// Defaulting is idempotent and survives a JSON round trip.
 	cp := DeepCopy(d)
 	Default(cp)
-	if !equalJSON(cp, d) {
+	if !EqualJSON(cp, d) {
 		t.Error("Default is not idempotent")
 	}
 	back, err := FromJSON(mustJSON(t, d))
-	if err != nil || !equalJSON(back, d) {
+	if err != nil || !EqualJSON(back, d) {
 		t.Errorf("FromJSON round trip: %v", err)
 	}
 }

@@ -139,19 +139,13 @@ func (c *Controller) PodChanged(old, cur manifests.Object) {
 func (c *Controller) NodeChanged(old, cur manifests.Object) {
 	if old != nil && cur != nil {
 		on, nn := old.(*manifests.Node), cur.(*manifests.Node)
-		if equalJSON(on.Labels, nn.Labels) && equalJSON(on.Spec, nn.Spec) && scheduler.IsNodeReady(on) == scheduler.IsNodeReady(nn) {
+		if manifests.EqualJSON(on.Labels, nn.Labels) && manifests.EqualJSON(on.Spec, nn.Spec) && scheduler.IsNodeReady(on) == scheduler.IsNodeReady(nn) {
 			return
 		}
 	}
 	for _, o := range c.dsets.List(manifests.Selector{}) {
 		c.queue.Add(controller.Key(o))
 	}
-}
-
-func equalJSON(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }
 
 // TemplateHash is the controller-revision-hash of a template.
@@ -520,22 +514,13 @@ func (c *Controller) deletePod(ctx context.Context, key string, ds *manifests.Da
 func (c *Controller) updateStatus(ctx context.Context, ds *manifests.DaemonSet, st manifests.DaemonSetStatus) error {
 	st.CollisionCount = ds.Status.CollisionCount
 	st.Conditions = ds.Status.Conditions
-	if equalJSON(st, ds.Status) {
+	if manifests.EqualJSON(st, ds.Status) {
 		return nil
 	}
 	cp := manifests.DeepCopy(ds).(*manifests.DaemonSet)
 	cp.Status = st
-	if _, err := c.st.Update(ctx, cp); err != nil {
-		if client.IsNotFound(err) {
-			return nil
-		}
-		if client.IsConflict(err) {
-			// The cache is behind our own last write: sync again.
-			return fmt.Errorf("update status of daemonset %s: %w", ds.Name, controller.ErrRetry)
-		}
-		return fmt.Errorf("update status of daemonset %s: %w", ds.Name, err)
-	}
-	return nil
+	_, err := c.st.Update(ctx, cp)
+	return controller.StatusWriteError("daemonset "+ds.Name, err)
 }
 
 func (c *Controller) event(ctx context.Context, obj manifests.Object, typ, reason, format string, args ...any) {

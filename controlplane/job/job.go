@@ -8,7 +8,6 @@ package job
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -576,28 +575,13 @@ func setCondition(st *manifests.JobStatus, cond manifests.JobCondition, now time
 
 // updateStatus writes st unless the Job already has it.
 func (c *Controller) updateStatus(ctx context.Context, job *manifests.Job, st manifests.JobStatus) error {
-	if equalJSON(st, job.Status) {
+	if manifests.EqualJSON(st, job.Status) {
 		return nil
 	}
 	cp := manifests.DeepCopy(job).(*manifests.Job)
 	cp.Status = st
-	if _, err := c.st.Update(ctx, cp); err != nil {
-		if client.IsNotFound(err) {
-			return nil
-		}
-		if client.IsConflict(err) {
-			// The cache is behind our own last write: sync again.
-			return fmt.Errorf("update status of job %s: %w", job.Name, controller.ErrRetry)
-		}
-		return fmt.Errorf("update status of job %s: %w", job.Name, err)
-	}
-	return nil
-}
-
-func equalJSON(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
+	_, err := c.st.Update(ctx, cp)
+	return controller.StatusWriteError("job "+job.Name, err)
 }
 
 func (c *Controller) event(ctx context.Context, obj manifests.Object, typ, reason, format string, args ...any) {

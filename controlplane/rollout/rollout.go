@@ -13,7 +13,6 @@ package rollout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -157,7 +156,7 @@ func (c *Controller) PodChanged(old, cur manifests.Object) {
 func (c *Controller) NodeChanged(old, cur manifests.Object) {
 	if old != nil && cur != nil {
 		on, nn := old.(*manifests.Node), cur.(*manifests.Node)
-		if scheduler.IsNodeReady(on) == scheduler.IsNodeReady(nn) && equalJSON(on.Labels, nn.Labels) {
+		if scheduler.IsNodeReady(on) == scheduler.IsNodeReady(nn) && manifests.EqualJSON(on.Labels, nn.Labels) {
 			return
 		}
 	}
@@ -173,12 +172,6 @@ func (c *Controller) queueTargeting(ns, dsName string) {
 			c.queue.Add(controller.Key(r))
 		}
 	}
-}
-
-func equalJSON(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return string(x) == string(y)
 }
 
 // Sync reconciles one Rollout.
@@ -585,19 +578,11 @@ func (c *Controller) updateTarget(ctx context.Context, ds *manifests.DaemonSet) 
 
 // updateStatus writes ro when its status differs from orig's.
 func (c *Controller) updateStatus(ctx context.Context, orig, ro *manifests.Rollout) error {
-	if equalJSON(orig.Status, ro.Status) {
+	if manifests.EqualJSON(orig.Status, ro.Status) {
 		return nil
 	}
-	if _, err := c.st.Update(ctx, ro); err != nil {
-		if client.IsNotFound(err) {
-			return nil
-		}
-		if client.IsConflict(err) {
-			return fmt.Errorf("update status of rollout %s: %w", ro.Name, controller.ErrRetry)
-		}
-		return fmt.Errorf("update status of rollout %s: %w", ro.Name, err)
-	}
-	return nil
+	_, err := c.st.Update(ctx, ro)
+	return controller.StatusWriteError("rollout "+ro.Name, err)
 }
 
 func (c *Controller) event(ctx context.Context, obj manifests.Object, typ, reason, format string, args ...any) {
