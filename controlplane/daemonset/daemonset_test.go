@@ -5,89 +5,33 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/edgeorch/edgeorch/controlplane/controller"
 	"github.com/edgeorch/edgeorch/controlplane/controller/controllertest"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
 )
 
-// cache is a fixture Lister, reloaded from the store by refresh.
-type cache struct {
-	mu    sync.Mutex
-	items map[string]manifests.Object
-}
-
-func (c *cache) Get(key string) (manifests.Object, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	o, ok := c.items[key]
-	return o, ok
-}
-
-func (c *cache) List(manifests.Selector) []manifests.Object {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	keys := make([]string, 0, len(c.items))
-	for k := range c.items {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]manifests.Object, len(keys))
-	for i, k := range keys {
-		out[i] = c.items[k]
-	}
-	return out
-}
-
-func (c *cache) load(t *testing.T, st *store.Store, resource string) {
-	t.Helper()
-	objs, _, err := st.List(context.Background(), resource, "", manifests.Selector{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.items = map[string]manifests.Object{}
-	for _, o := range objs {
-		c.items[controller.Key(o)] = o
-	}
-}
-
-type fakeRecorder struct {
-	mu      sync.Mutex
-	reasons []string
-}
-
-func (r *fakeRecorder) Eventf(_ context.Context, _ manifests.Object, _, reason, _ string, _ ...any) error {
-	r.mu.Lock()
-	r.reasons = append(r.reasons, reason)
-	r.mu.Unlock()
-	return nil
-}
-
 type fixture struct {
 	t                  *testing.T
 	ctx                context.Context
 	st                 *store.Store
-	dsets, pods, nodes *cache
+	dsets, pods, nodes *controllertest.Cache
 	c                  *Controller
-	rec                *fakeRecorder
+	rec                *controllertest.Recorder
 }
 
 func newFixture(t *testing.T) *fixture {
 	env := controllertest.Start(t)
-	f := &fixture{t: t, ctx: context.Background(), st: env.Store, dsets: &cache{}, pods: &cache{}, nodes: &cache{}, rec: &fakeRecorder{}}
+	f := &fixture{t: t, ctx: context.Background(), st: env.Store, dsets: &controllertest.Cache{}, pods: &controllertest.Cache{}, nodes: &controllertest.Cache{}, rec: &controllertest.Recorder{}}
 	f.c = New(env.Store, f.dsets, f.pods, f.nodes, f.rec)
 	return f
 }
 
 func (f *fixture) refresh() {
-	f.dsets.load(f.t, f.st, "daemonsets")
-	f.pods.load(f.t, f.st, "pods")
-	f.nodes.load(f.t, f.st, "nodes")
+	f.dsets.Load(f.t, f.st, "daemonsets")
+	f.pods.Load(f.t, f.st, "pods")
+	f.nodes.Load(f.t, f.st, "nodes")
 }
 
 // sync refreshes the caches and syncs, until a sync changes nothing more.
@@ -203,7 +147,7 @@ func TestSyncFollowsNodes(t *testing.T) {
 	f.sync()
 	f.expectPlaced("first sync", "n1:fake://run")
 	// The cache does not show the pod yet: no second pod.
-	f.pods.items = map[string]manifests.Object{}
+	f.pods.Clear()
 	if err := f.c.Sync(f.ctx, "default/agent"); err != nil {
 		t.Fatal(err)
 	}

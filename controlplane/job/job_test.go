@@ -2,105 +2,37 @@ package job
 
 import (
 	"context"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
-	"github.com/edgeorch/edgeorch/controlplane/controller"
 	"github.com/edgeorch/edgeorch/controlplane/controller/controllertest"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
 )
 
-// cache is a fixture Lister, reloaded from the store by refresh.
-type cache struct {
-	mu    sync.Mutex
-	items map[string]manifests.Object
-}
-
-func (c *cache) Get(key string) (manifests.Object, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	o, ok := c.items[key]
-	return o, ok
-}
-
-func (c *cache) List(manifests.Selector) []manifests.Object {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	keys := make([]string, 0, len(c.items))
-	for k := range c.items {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]manifests.Object, len(keys))
-	for i, k := range keys {
-		out[i] = c.items[k]
-	}
-	return out
-}
-
-func (c *cache) load(t *testing.T, st *store.Store, resource string) {
-	t.Helper()
-	objs, _, err := st.List(context.Background(), resource, "", manifests.Selector{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.items = map[string]manifests.Object{}
-	for _, o := range objs {
-		c.items[controller.Key(o)] = o
-	}
-}
-
-type fakeRecorder struct {
-	mu      sync.Mutex
-	reasons []string
-}
-
-func (r *fakeRecorder) Eventf(_ context.Context, _ manifests.Object, _, reason, _ string, _ ...any) error {
-	r.mu.Lock()
-	r.reasons = append(r.reasons, reason)
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *fakeRecorder) has(reason string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, x := range r.reasons {
-		if x == reason {
-			return true
-		}
-	}
-	return false
-}
-
 type fixture struct {
 	t          *testing.T
 	ctx        context.Context
 	st         *store.Store
-	jobs, pods *cache
+	jobs, pods *controllertest.Cache
 	c          *Controller
-	rec        *fakeRecorder
+	rec        *controllertest.Recorder
 	now        time.Time
 }
 
 func newFixture(t *testing.T) *fixture {
 	env := controllertest.Start(t)
-	f := &fixture{t: t, ctx: context.Background(), st: env.Store, jobs: &cache{}, pods: &cache{}, rec: &fakeRecorder{},
+	f := &fixture{t: t, ctx: context.Background(), st: env.Store, jobs: &controllertest.Cache{}, pods: &controllertest.Cache{}, rec: &controllertest.Recorder{},
 		now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
 	f.c = New(env.Store, f.jobs, f.pods, f.rec, Options{Backoff: 10 * time.Second, Now: func() time.Time { return f.now }})
 	return f
 }
 
 func (f *fixture) refresh() {
-	f.jobs.load(f.t, f.st, "jobs")
-	f.pods.load(f.t, f.st, "pods")
+	f.jobs.Load(f.t, f.st, "jobs")
+	f.pods.Load(f.t, f.st, "pods")
 }
 
 func (f *fixture) sync() {
@@ -207,7 +139,7 @@ func TestCompletionsAndParallelism(t *testing.T) {
 		t.Fatalf("%d active pods, want 2", n)
 	}
 	// A sync before the cache shows them creates no more.
-	f.pods.items = map[string]manifests.Object{}
+	f.pods.Clear()
 	if err := f.c.Sync(f.ctx, "default/work"); err != nil {
 		t.Fatal(err)
 	}
@@ -251,8 +183,8 @@ func TestCompletionsAndParallelism(t *testing.T) {
 		got.Status.CompletionTime == nil || !got.Status.CompletionTime.Equal(f.now) {
 		t.Fatalf("status %+v", got.Status)
 	}
-	if !f.rec.has(EventCompleted) || !f.rec.has(EventSuccessfulCreate) {
-		t.Fatalf("events %v", f.rec.reasons)
+	if !f.rec.Has(EventCompleted) || !f.rec.Has(EventSuccessfulCreate) {
+		t.Fatalf("events %v", f.rec.Reasons())
 	}
 	// Nothing more happens.
 	rv := got.ResourceVersion
