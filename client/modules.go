@@ -73,15 +73,21 @@ func ParseModuleRef(s string) (ModuleRef, error) {
 }
 
 func (c *Client) modules(ctx context.Context) (jetstream.ObjectStore, error) {
+	_, store, err := c.objectStore(ctx)
+	return store, err
+}
+
+// objectStore returns the module store and the JetStream context it is in.
+func (c *Client) objectStore(ctx context.Context) (jetstream.JetStream, jetstream.ObjectStore, error) {
 	js, err := jetstream.New(c.nc)
 	if err != nil {
-		return nil, fmt.Errorf("module store: %w", err)
+		return nil, nil, fmt.Errorf("module store: %w", err)
 	}
 	os, err := js.ObjectStore(ctx, messaging.StoreModules)
 	if err != nil {
-		return nil, Errorf(CodeUnavailable, "module store %s: %v", messaging.StoreModules, err)
+		return nil, nil, Errorf(CodeUnavailable, "module store %s: %v", messaging.StoreModules, err)
 	}
-	return os, nil
+	return js, os, nil
 }
 
 // PushModule stores a module under ref (name[:tag]) and returns its sha256 (hex).
@@ -158,20 +164,13 @@ func (c *Client) FetchModule(ctx context.Context, digest string, w io.Writer) er
 // fetchVerified streams the object sha256/<hexd> of the store to w,
 // checking its digest; what names the object in errors.
 func (c *Client) fetchVerified(ctx context.Context, what, hexd string, w io.Writer) error {
-	store, err := c.modules(ctx)
+	r, err := c.openObject(ctx, what, hexd, 0, "")
 	if err != nil {
 		return err
 	}
-	obj, err := store.Get(ctx, messaging.ModuleDigestName(hexd))
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return Errorf(CodeNotFound, "%s sha256:%s not found in the control plane's store", what, hexd)
-	}
-	if err != nil {
-		return fmt.Errorf("fetch %s sha256:%s: %w", what, hexd, err)
-	}
-	defer obj.Close()
+	defer r.Close()
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(w, h), obj); err != nil {
+	if _, err := io.Copy(io.MultiWriter(w, h), r); err != nil {
 		return fmt.Errorf("fetch %s sha256:%s: %w", what, hexd, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != hexd {

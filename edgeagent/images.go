@@ -77,6 +77,37 @@ func (s imageSource) Fetch(ctx context.Context, digest string, w io.Writer) erro
 	return s.api.FetchBlob(ctx, digest, w)
 }
 
+// blobOpener is the resumable part of the control plane API
+// (client.Client.OpenBlobAt).
+type blobOpener interface {
+	OpenBlobAt(ctx context.Context, digest string, offset int64, token string) (io.ReadCloser, int64, error)
+}
+
+// OpenBlobAt makes imageSource an images.ResumableSource: a blob cut by a
+// bad link continues where it stopped. An API that cannot resume starts
+// over at 0.
+func (s imageSource) OpenBlobAt(ctx context.Context, digest string, offset int64, token string) (io.ReadCloser, int64, error) {
+	if o, ok := s.api.(blobOpener); ok {
+		return o.OpenBlobAt(ctx, digest, offset, token)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(s.api.FetchBlob(ctx, digest, pw)) }()
+	return pr, 0, nil
+}
+
+// OpenBlobAt opens a blob of the control plane's store at an offset.
+func (a *connAPI) OpenBlobAt(ctx context.Context, digest string, offset int64, token string) (io.ReadCloser, int64, error) {
+	if err := a.offline(); err != nil {
+		return nil, 0, err
+	}
+	return a.c.OpenBlobAt(ctx, digest, offset, token)
+}
+
+// logResume logs a blob download that continued a partial one.
+func (a *Agent) logResume(digest string, offset, size int64) {
+	a.log.Info(fmt.Sprintf("resumed %s at %d of %d", digest, offset, size), "digest", digest, "offset", offset, "size", size)
+}
+
 // ociImage pulls a container's image under its pull policy and returns the
 // unpacked image directory. The manifest digest is remembered as the
 // container's image ID.
@@ -84,7 +115,7 @@ func (w *podWorker) ociImage(ctx context.Context, pod *manifests.Pod, spec *mani
 	if w.a.imgs == nil {
 		return "", errors.New("no image store on this node")
 	}
-	opts := images.PullOptions{Policy: images.PullPolicy(spec.ImagePullPolicy), DockerConfigs: w.pullSecrets(ctx, pod)}
+	opts := images.PullOptions{Policy: images.PullPolicy(spec.ImagePullPolicy), DockerConfigs: w.pullSecrets(ctx, pod), OnResume: w.a.logResume}
 	if w.a.nc.IsConnected() {
 		opts.Source = imageSource{api: w.a.api}
 	}

@@ -8,23 +8,56 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/edgeorch/edgeorch/images"
 	"github.com/edgeorch/edgeorch/manifests"
 )
 
-// moduleCache keeps verified wasm modules at <dir>/<sha256 hex>.wasm.
+// moduleCache keeps verified wasm modules at <dir>/<sha256 hex>.wasm. A
+// module being fetched from the control plane is kept in ../partial (see
+// images.Partials) until it is whole, so that a fetch cut by a bad link,
+// or by a restart, continues where it stopped.
 type moduleCache struct {
 	dir string
 	api API
+	log atomic.Pointer[slog.Logger]
 
+	gcOnce   sync.Once
 	mu       sync.Mutex
 	verified map[string]bool
 	fetching map[string]*sync.Mutex
+}
+
+// moduleOpener is the resumable part of the control plane API
+// (client.Client.OpenModuleAt).
+type moduleOpener interface {
+	OpenModuleAt(ctx context.Context, digest string, offset int64, token string) (io.ReadCloser, int64, error)
+}
+
+// OpenModuleAt opens a module of the control plane's store at an offset.
+func (a *connAPI) OpenModuleAt(ctx context.Context, digest string, offset int64, token string) (io.ReadCloser, int64, error) {
+	if err := a.offline(); err != nil {
+		return nil, 0, err
+	}
+	return a.c.OpenModuleAt(ctx, digest, offset, token)
+}
+
+// partialDir holds the partial module downloads.
+func (m *moduleCache) partialDir() string { return filepath.Join(filepath.Dir(m.dir), "partial") }
+
+func (m *moduleCache) setLogger(l *slog.Logger) { m.log.Store(l) }
+
+func (m *moduleCache) logger() *slog.Logger {
+	if l := m.log.Load(); l != nil {
+		return l
+	}
+	return slog.Default()
 }
 
 func newModuleCache(dir string, api API) *moduleCache {
@@ -66,7 +99,34 @@ func (m *moduleCache) ensure(ctx context.Context, digest string) (string, error)
 	return path, nil
 }
 
+// fetch fetches the module into path, resumably when the API can.
 func (m *moduleCache) fetch(ctx context.Context, digest, path string) error {
+	op, ok := m.api.(moduleOpener)
+	if !ok {
+		return m.fetchWhole(ctx, digest, path)
+	}
+	parts, err := images.OpenPartials(m.partialDir())
+	if err != nil {
+		return fmt.Errorf("fetch module sha256:%s: %w", digest, err)
+	}
+	m.gcOnce.Do(func() {
+		// Partial downloads nobody resumed for a day (no fetch runs yet).
+		if _, err := parts.GC(images.PartialMaxAge); err != nil {
+			m.logger().Warn("module cache: remove old partial downloads", "err", err)
+		}
+	})
+	stats, err := parts.Fetch(ctx, digest, -1, func(ctx context.Context, offset int64, token string) (io.ReadCloser, int64, error) {
+		return op.OpenModuleAt(ctx, digest, offset, token)
+	}, path)
+	if stats.Resumed {
+		m.logger().Info(fmt.Sprintf("resumed sha256:%s at %d of %d", digest, stats.Offset, stats.Size),
+			"module", "sha256:"+digest, "offset", stats.Offset, "size", stats.Size, "transferred", stats.Transferred, "err", err)
+	}
+	return err
+}
+
+// fetchWhole fetches the module in one go into a temporary file.
+func (m *moduleCache) fetchWhole(ctx context.Context, digest, path string) error {
 	tmp, err := os.CreateTemp(m.dir, digest+".*.partial")
 	if err != nil {
 		return fmt.Errorf("fetch module sha256:%s: %w", digest, err)
@@ -119,7 +179,7 @@ func (w *podWorker) registryModule(ctx context.Context, pod *manifests.Pod, spec
 	if w.a.imgs == nil {
 		return "", errors.New("no image store on this node")
 	}
-	opts := images.PullOptions{Policy: images.PullPolicy(spec.ImagePullPolicy), DockerConfigs: w.pullSecrets(ctx, pod)}
+	opts := images.PullOptions{Policy: images.PullPolicy(spec.ImagePullPolicy), DockerConfigs: w.pullSecrets(ctx, pod), OnResume: w.a.logResume}
 	mod, err := w.a.imgs.PullWasm(ctx, spec.Image, opts)
 	if errors.Is(err, images.ErrUnreachable) && c.digest != "" && c.image == spec.Image && opts.Policy != images.PullNever {
 		// Edge autonomy: the module the container last ran, when the node

@@ -84,6 +84,10 @@ func (s *Store) GC(ctx context.Context, keep []string) (int64, error) {
 			freed += fi.Size()
 		}
 	}
+	// Partial downloads nobody resumed for a day (pulls wait while GC runs).
+	n, err := s.partials().GC(PartialMaxAge)
+	freed += n
+	note(err)
 	note(s.saveLocked())
 	return freed, firstErr
 }

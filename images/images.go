@@ -9,6 +9,7 @@
 //	unpacked/<hex>/rootfs       the flattened file system of image <hex>
 //	unpacked/<hex>/config.json  its OCI/Docker image config (v1.ConfigFile)
 //	refs.json                   reference → manifest digest, image metadata
+//	partial/<hex>, <hex>.json   interrupted downloads and their progress (see Partials)
 package images
 
 import (
@@ -67,6 +68,9 @@ type PullOptions struct {
 	Source Source
 	// Insecure allows plain HTTP (automatic for localhost/127.0.0.1).
 	Insecure bool
+	// OnResume, when set, is told of each blob whose download continued
+	// a partial one (see Partials).
+	OnResume ResumeFunc
 }
 
 // Image is an image present in the store.

@@ -50,7 +50,7 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	defer s.gcMu.RUnlock()
 	var srcErr error
 	if opts.Source != nil {
-		img, err := s.pullSource(ctx, opts.Source, ref, key)
+		img, err := s.pullSource(ctx, opts.Source, ref, key, opts.OnResume)
 		if err == nil {
 			return img, nil
 		}
@@ -138,7 +138,7 @@ func (s *Store) unpacked(hexd string) bool {
 
 // pullSource pulls ref from the control plane's object store. The error
 // matches ErrNotFound when the source does not hold ref.
-func (s *Store) pullSource(ctx context.Context, src Source, ref, key string) (Image, error) {
+func (s *Store) pullSource(ctx context.Context, src Source, ref, key string, onResume ResumeFunc) (Image, error) {
 	d, err := src.Resolve(ctx, ref)
 	if err != nil {
 		return Image{}, err
@@ -147,10 +147,13 @@ func (s *Store) pullSource(ctx context.Context, src Source, ref, key string) (Im
 	if err != nil {
 		return Image{}, fmt.Errorf("resolve %s: %w", ref, err)
 	}
-	fetch := func(h string) error {
+	fetch := func(h string, size int64) error {
+		if rs, ok := src.(ResumableSource); ok {
+			return s.ensureBlobAt(ctx, h, size, sourceOpenAt(rs, h), onResume)
+		}
 		return s.ensureBlob(h, func(w io.Writer) error { return src.Fetch(ctx, "sha256:"+h, w) })
 	}
-	if err := fetch(hexd); err != nil {
+	if err := fetch(hexd, -1); err != nil {
 		return Image{}, fmt.Errorf("fetch manifest of %s: %w", ref, err)
 	}
 	raw, err := s.readBlob(hexd)
@@ -165,7 +168,7 @@ func (s *Store) pullSource(ctx context.Context, src Source, ref, key string) (Im
 		if hexd, err = pickPlatform(raw); err != nil {
 			return Image{}, fmt.Errorf("%s: %w", ref, err)
 		}
-		if err := fetch(hexd); err != nil {
+		if err := fetch(hexd, -1); err != nil {
 			return Image{}, fmt.Errorf("fetch manifest of %s: %w", ref, err)
 		}
 		if raw, err = s.readBlob(hexd); err != nil {
@@ -181,10 +184,14 @@ func (s *Store) pullSource(ctx context.Context, src Source, ref, key string) (Im
 	}
 	g, _ := errgroup.WithContext(ctx)
 	g.SetLimit(3)
-	for _, h := range append([]v1.Hash{m.Config.Digest}, layerDigests(m)...) {
+	for _, d := range append([]v1.Descriptor{m.Config}, m.Layers...) {
 		g.Go(func() error {
-			if err := fetch(h.Hex); err != nil {
-				return fmt.Errorf("fetch %s of %s: %w", h, ref, err)
+			size := d.Size
+			if size <= 0 {
+				size = -1 // not given: the digest still checks the content
+			}
+			if err := fetch(d.Digest.Hex, size); err != nil {
+				return fmt.Errorf("fetch %s of %s: %w", d.Digest, ref, err)
 			}
 			return nil
 		})
@@ -195,14 +202,6 @@ func (s *Store) pullSource(ctx context.Context, src Source, ref, key string) (Im
 	return s.finish(ctx, ref, key, hexd)
 }
 
-func layerDigests(m *v1.Manifest) []v1.Hash {
-	out := make([]v1.Hash, len(m.Layers))
-	for i, l := range m.Layers {
-		out[i] = l.Digest
-	}
-	return out
-}
-
 // pullRegistry pulls ref from its registry, trying again on transient errors.
 func (s *Store) pullRegistry(ctx context.Context, r name.Reference, ref, key string, opts PullOptions) (Image, error) {
 	auth, err := authFor(r.Context().RegistryStr(), opts.DockerConfigs)
@@ -211,7 +210,7 @@ func (s *Store) pullRegistry(ctx context.Context, r name.Reference, ref, key str
 	}
 	delay := s.retryDelay
 	for try := 1; ; try++ {
-		img, err := s.pullRegistryOnce(ctx, r, ref, key, auth)
+		img, err := s.pullRegistryOnce(ctx, r, ref, key, auth, opts.OnResume)
 		if err == nil {
 			return img, nil
 		}
@@ -234,7 +233,7 @@ func (s *Store) pullRegistry(ctx context.Context, r name.Reference, ref, key str
 	}
 }
 
-func (s *Store) pullRegistryOnce(ctx context.Context, r name.Reference, ref, key string, auth authn.Authenticator) (Image, error) {
+func (s *Store) pullRegistryOnce(ctx context.Context, r name.Reference, ref, key string, auth authn.Authenticator, onResume ResumeFunc) (Image, error) {
 	ropts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(auth),
@@ -292,15 +291,14 @@ func (s *Store) pullRegistryOnce(ctx context.Context, r name.Reference, ref, key
 			if err != nil {
 				return err
 			}
-			return s.ensureBlob(ld.Hex, func(w io.Writer) error {
-				rc, err := l.Compressed()
-				if err != nil {
-					return err
-				}
-				defer rc.Close()
-				_, err = io.Copy(w, rc)
-				return err
-			})
+			size, err := l.Size()
+			if err != nil || size <= 0 {
+				size = -1
+			}
+			if ld.Algorithm != "sha256" || !hexDigest.MatchString(ld.Hex) {
+				return fmt.Errorf("layer %q is not a sha256 digest", ld)
+			}
+			return s.ensureBlobAt(ctx, ld.Hex, size, registryOpenAt(r.Context(), auth, ld, size), onResume)
 		})
 	}
 	if err := g.Wait(); err != nil {

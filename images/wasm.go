@@ -92,7 +92,7 @@ func (s *Store) PullWasm(ctx context.Context, ref string, opts PullOptions) (Was
 	}
 	delay := s.retryDelay
 	for try := 1; ; try++ {
-		m, err := s.pullWasmOnce(ctx, r, ref, key, auth)
+		m, err := s.pullWasmOnce(ctx, r, ref, key, auth, opts.OnResume)
 		if err == nil {
 			return m, nil
 		}
@@ -132,7 +132,7 @@ func (s *Store) wasmPresent(ref, key string) (WasmModule, bool) {
 	return WasmModule{Ref: ref, Digest: d, Path: s.blobPath(hexd), Size: m.Size}, true
 }
 
-func (s *Store) pullWasmOnce(ctx context.Context, r name.Reference, ref, key string, auth authn.Authenticator) (WasmModule, error) {
+func (s *Store) pullWasmOnce(ctx context.Context, r name.Reference, ref, key string, auth authn.Authenticator, onResume ResumeFunc) (WasmModule, error) {
 	ropts := []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuth(auth),
@@ -175,22 +175,20 @@ func (s *Store) pullWasmOnce(ctx context.Context, r name.Reference, ref, key str
 		if errors.Is(err, errCorrupt) {
 			os.Remove(s.blobPath(hexd)) // fetched again below
 		}
-		l, err := remote.Layer(r.Context().Digest(layer.Digest.String()), ropts...)
-		if err != nil {
-			return WasmModule{}, err
+		// The blob as stored (modules are not compressed), resumable; its
+		// size is the manifest's (wasmLayer bounds it by maxWasmModule).
+		size := layer.Size
+		if size <= 0 {
+			size = -1
 		}
-		err = s.ensureBlob(hexd, func(w io.Writer) error {
-			rc, err := l.Compressed() // the blob as stored: modules are not compressed
+		open := registryOpenAt(r.Context(), auth, layer.Digest, size)
+		err = s.ensureBlobAt(ctx, hexd, size, func(ctx context.Context, offset int64, token string) (io.ReadCloser, int64, error) {
+			rc, start, err := open(ctx, offset, token)
 			if err != nil {
-				return err
+				return nil, 0, err
 			}
-			defer rc.Close()
-			n, err := io.Copy(w, io.LimitReader(rc, maxWasmModule+1))
-			if err == nil && n > maxWasmModule {
-				err = fmt.Errorf("%w: module larger than %d bytes", ErrNotWasm, maxWasmModule)
-			}
-			return err
-		})
+			return limitedReadCloser{io.LimitReader(rc, maxWasmModule+1-start), rc}, start, nil
+		}, onResume)
 		if err != nil {
 			return WasmModule{}, fmt.Errorf("fetch module %s: %w", layer.Digest, err)
 		}
@@ -309,4 +307,11 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		l.b.Write(p[:min(rest, len(p))])
 	}
 	return len(p), nil
+}
+
+// limitedReadCloser reads at most a bound of bytes of a blob (beyond it the
+// digest cannot match).
+type limitedReadCloser struct {
+	io.Reader
+	io.Closer
 }

@@ -182,6 +182,15 @@ const (
 	EventsFilter = eventsPrefix + ".>"
 	// StatusFilter matches every status subject.
 	StatusFilter = statusPrefix + ".>"
+	// IntegrationsFilter matches the whole public integration tree.
+	IntegrationsFilter = integrationRoot + ".>"
+	// IngestFilter matches the internal tree the control planes publish
+	// on (see IngestSubject). StreamEvents maps it onto the public tree.
+	IngestFilter       = ingestPrefix + ".>"
+	integrationRoot    = "edge"
+	ingestPrefix       = "_edge.ingest"
+	eventsIngestFilter = ingestPrefix + ".events.v1.>"
+	statusIngestFilter = ingestPrefix + ".status.v1.>"
 	// NodeVerbPrepull asks an agent to fetch a module or image into its
 	// cache ahead of a rollout.
 	NodeVerbPrepull = "prepull"
@@ -204,6 +213,16 @@ func NodeStatusSubject(name string) string {
 	return statusPrefix + ".node." + EncodeToken(name)
 }
 
+// IngestSubject is the internal subject on which control planes publish
+// the message meant for the public integration subject public (built by
+// EventSubject, PodStatusSubject or NodeStatusSubject). StreamEvents stores
+// it under public, once per Nats-Msg-Id, and republishes it on public:
+// plain subscribers see one copy however many control planes publish.
+// public must be under IntegrationsFilter.
+func IngestSubject(public string) string {
+	return ingestPrefix + strings.TrimPrefix(public, integrationRoot)
+}
+
 // subjectToken is EncodeToken that also never yields an empty token or a
 // wildcard.
 func subjectToken(s string) string {
@@ -212,3 +231,98 @@ func subjectToken(s string) string {
 	}
 	return strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_").Replace(s)
 }
+
+// Security names (docs/security.md): node-scoped API subjects, the join
+// service, inbox prefixes per identity and the buckets of join tokens and
+// node keys.
+const (
+	// BucketJoinTokens holds the join tokens (hashed) under TokenKey.
+	BucketJoinTokens = "edge-join-tokens"
+	// BucketNodeKeys records the user public keys issued to each node
+	// under NodeKeysKey (what `edgectl node revoke` revokes).
+	BucketNodeKeys = "edge-node-keys"
+	// VerbTokenCreate creates a join token (admin only).
+	VerbTokenCreate = "token"
+	// VerbNodeRevoke revokes a node's credentials (admin only).
+	VerbNodeRevoke = "revoke"
+	joinSubject    = "edge.join.v1"
+	nodeAPIToken   = "node"
+	inboxPrefix    = "_INBOX_"
+	// ReadonlyInboxPrefix is the inbox prefix of read-only users (upper
+	// case: node names are lower case, so it never collides with theirs).
+	ReadonlyInboxPrefix = "_INBOX_RO"
+	// DefaultInboxPrefix is nats.go's, used by admin users.
+	DefaultInboxPrefix = "_INBOX"
+)
+
+// JoinSubject is where a device with a join token asks for its node
+// credentials.
+func JoinSubject() string { return joinSubject }
+
+// NodeAPISubject is the request subject of an API verb sent by the agent
+// of node: the API server takes the node from the subject, and the node's
+// permissions let it publish only under its own name.
+func NodeAPISubject(node, verb string) string {
+	return apiPrefix + "." + nodeAPIToken + "." + EncodeToken(node) + "." + verb
+}
+
+// NodeAPIFilter matches the node-scoped subjects of verb for every node.
+func NodeAPIFilter(verb string) string {
+	return apiPrefix + "." + nodeAPIToken + ".*." + verb
+}
+
+// ParseNodeAPISubject returns the node and verb of a NodeAPISubject.
+func ParseNodeAPISubject(subject string) (node, verb string, ok bool) {
+	rest, found := strings.CutPrefix(subject, apiPrefix+"."+nodeAPIToken+".")
+	if !found {
+		return "", "", false
+	}
+	tok, verb, found := strings.Cut(rest, ".")
+	if !found || tok == "" || verb == "" || strings.Contains(verb, ".") {
+		return "", "", false
+	}
+	return DecodeToken(tok), verb, true
+}
+
+// NodeInboxPrefix is the inbox prefix (nats.CustomInboxPrefix) of the
+// agent of node; its permissions let it subscribe only there.
+func NodeInboxPrefix(node string) string { return inboxPrefix + EncodeToken(node) }
+
+// JoinInboxPrefix is the inbox prefix of the holder of join token id.
+func JoinInboxPrefix(id string) string { return inboxPrefix + "JOIN_" + id }
+
+// NodeSubjectsFilter matches every subject served by the agent of node.
+func NodeSubjectsFilter(node string) string { return nodePrefix + "." + EncodeToken(node) + ".>" }
+
+// NodeVerbsFilter matches verb on every node (e.g. logs for read-only users).
+func NodeVerbsFilter(verb string) string { return nodePrefix + ".*." + verb }
+
+// WatchResourceFilter matches every watch subject of a resource.
+func WatchResourceFilter(resource string) string { return watchPrefix + "." + resource + ".>" }
+
+// WatchAllFilter matches every watch subject.
+const WatchAllFilter = watchPrefix + ".>"
+
+// TokenKey is the key of join token id in BucketJoinTokens.
+func TokenKey(id string) string { return EncodeToken(id) }
+
+// NodeKeysKey is the key of node's issued keys in BucketNodeKeys.
+func NodeKeysKey(node string) string { return EncodeToken(node) }
+
+// KVSubject is the stream subject of key in KV bucket (what a KV put
+// publishes to).
+func KVSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
+
+// KVStream is the stream that backs KV bucket.
+func KVStream(bucket string) string { return "KV_" + bucket }
+
+// ObjectStream is the stream that backs object store name.
+func ObjectStream(store string) string { return "OBJ_" + store }
+
+// ObjectChunkSubject is the subject of the chunks of one object of bucket,
+// named by the object's NUID (nats.go's layout: $O.<bucket>.C.<nuid>).
+func ObjectChunkSubject(bucket, nuid string) string { return "$O." + bucket + ".C." + nuid }
+
+// SecurityServiceName is the micro service of the node-scoped API verbs,
+// join tokens, joins and revocation.
+const SecurityServiceName = "edge-api-nodes"
