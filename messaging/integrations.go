@@ -14,28 +14,47 @@ const (
 	EventsMaxAge   = 7 * 24 * time.Hour
 	EventsMaxBytes = 256 << 20
 	// EventsDuplicates is the window in which messages with the same
-	// Nats-Msg-Id are stored once (several control planes publish).
+	// Nats-Msg-Id are stored (and republished) once: every control plane
+	// publishes every change.
 	EventsDuplicates = 2 * time.Minute
 )
 
-// EventsStreamConfig is the configuration of StreamEvents.
+// EventsStreamConfig is the configuration of StreamEvents. The stream
+// captures the ingest tree (IngestSubject), where every control plane
+// publishes; it stores each message under its public subject (a subject
+// transform from IngestFilter to IntegrationsFilter), drops the copies
+// with a Nats-Msg-Id seen within EventsDuplicates, and republishes what it
+// stored on the public subject. So plain subscribers of the public tree
+// and consumers of the stream both see one copy, under the public subject.
+// A republished message carries the headers Nats-Stream, Nats-Subject,
+// Nats-Sequence, Nats-Time-Stamp and Nats-Last-Sequence besides
+// Nats-Msg-Id.
 func EventsStreamConfig(opts BucketOptions) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamEvents,
 		Description: "edge events and status changes (docs/integrations.md)",
-		Subjects:    []string{EventsFilter, StatusFilter},
-		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      EventsMaxAge,
-		MaxBytes:    EventsMaxBytes,
-		Discard:     jetstream.DiscardOld,
-		Storage:     opts.storage(),
-		Replicas:    opts.replicas(),
-		Duplicates:  EventsDuplicates,
+		Subjects:    []string{eventsIngestFilter, statusIngestFilter},
+		SubjectTransform: &jetstream.SubjectTransformConfig{
+			Source:      IngestFilter,
+			Destination: IntegrationsFilter,
+		},
+		RePublish: &jetstream.RePublish{
+			Source:      IntegrationsFilter,
+			Destination: IntegrationsFilter,
+		},
+		Retention:  jetstream.LimitsPolicy,
+		MaxAge:     EventsMaxAge,
+		MaxBytes:   EventsMaxBytes,
+		Discard:    jetstream.DiscardOld,
+		Storage:    opts.storage(),
+		Replicas:   opts.replicas(),
+		Duplicates: EventsDuplicates,
 	}
 }
 
-// EnsureEventsStream creates StreamEvents, or brings an existing one to
-// EventsStreamConfig.
+// EnsureEventsStream creates StreamEvents, or brings an existing one
+// (also one made by an older version, which captured the public subjects)
+// to EventsStreamConfig in place, keeping its messages and consumers.
 func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, opts BucketOptions) (jetstream.Stream, error) {
 	cfg := EventsStreamConfig(opts)
 	s, err := js.CreateStream(ctx, cfg)
