@@ -43,13 +43,16 @@ var rollbackSkippedAnnotations = map[string]bool{
 func newRolloutCmd(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rollout SUBCOMMAND",
-		Short: "Manage the rollout of a Deployment or DaemonSet",
+		Short: "Manage the rollout of a Deployment, a DaemonSet or a fleet Rollout",
 		Example: `  edgectl rollout status deployment/web
   edgectl rollout history deployment/web
   edgectl rollout undo deployment/web --to-revision=2
   edgectl rollout pause deployment/web
   edgectl rollout resume deployment/web
-  edgectl rollout restart deployment/web`,
+  edgectl rollout restart deployment/web
+  edgectl rollout status rollout/probe-v2
+  edgectl rollout pause rollout/probe-v2
+  edgectl rollout resume rollout/probe-v2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -631,20 +634,23 @@ func (o *options) updateObject(ctx context.Context, k manifests.Kind, name strin
 // ---- pause, resume, restart ----
 
 func newRolloutPauseCmd(o *options, pause bool) *cobra.Command {
-	verb, done, short := "pause", "paused", "Pause a Deployment: template changes do not roll out until resumed"
+	verb, done, short := "pause", "paused", "Pause a Deployment (template changes do not roll out until resumed) or a fleet Rollout"
 	if !pause {
-		verb, done, short = "resume", "resumed", "Resume a paused Deployment"
+		verb, done, short = "resume", "resumed", "Resume a paused Deployment or fleet Rollout"
 	}
 	return &cobra.Command{
-		Use:     verb + " deployment/NAME",
+		Use:     verb + " deployment/NAME | rollout/NAME",
 		Short:   short,
-		Example: "  edgectl rollout " + verb + " deployment/web",
+		Example: "  edgectl rollout " + verb + " deployment/web\n  edgectl rollout " + verb + " rollout/probe-v2",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := parseWorkloadArg(cmd, args, "Deployment")
+			k, name, err := parseWorkloadArg(cmd, args, "Deployment", "Rollout")
 			if err != nil {
 				return err
 			}
 			err = o.updateObject(cmd.Context(), k, name, func(obj manifests.Object) error {
+				if r, ok := obj.(*manifests.Rollout); ok {
+					return pauseFleetRollout(r, pause, time.Now())
+				}
 				d, ok := obj.(*manifests.Deployment)
 				if !ok {
 					return fmt.Errorf("%s is a %T, not a Deployment", name, obj)

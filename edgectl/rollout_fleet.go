@@ -3,6 +3,7 @@ package edgectl
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/edgeorch/edgeorch/manifests"
 )
@@ -17,6 +18,45 @@ func progressBar(done, total int32) string {
 		filled = int(int64(min(max(done, 0), total)) * progressBarWidth / int64(total))
 	}
 	return "[" + strings.Repeat("#", filled) + strings.Repeat("-", progressBarWidth-filled) + "]"
+}
+
+// pauseFleetRollout pauses (spec.paused) or resumes a fleet Rollout. A
+// resume clears spec.paused and stamps rollout.edge.io/resumed-at, which
+// also resumes a rollout its failure policy paused (accepting the failures
+// seen so far).
+func pauseFleetRollout(r *manifests.Rollout, pause bool, now time.Time) error {
+	if !manifests.RolloutUnfinished(r) {
+		return fmt.Errorf("rollout %q is %s: nothing to %s", r.Name, strings.ToLower(r.Status.Phase), map[bool]string{true: "pause", false: "resume"}[pause])
+	}
+	if pause {
+		if r.Spec.Paused {
+			return fmt.Errorf("rollout %q is already paused", r.Name)
+		}
+		r.Spec.Paused = true
+		return nil
+	}
+	if !r.Spec.Paused && r.Status.Phase != manifests.RolloutPaused {
+		return fmt.Errorf("rollout %q is not paused", r.Name)
+	}
+	r.Spec.Paused = false
+	if r.Annotations == nil {
+		r.Annotations = map[string]string{}
+	}
+	r.Annotations[manifests.RolloutResumedAtAnnotation] = now.UTC().Format(time.RFC3339Nano)
+	return nil
+}
+
+// resumeRequested reports whether a Paused rollout was asked to resume
+// and the controller has not acted on it yet.
+func resumeRequested(r *manifests.Rollout) bool {
+	if r.Spec.Paused {
+		return false
+	}
+	if r.Status.PauseReason == manifests.RolloutPausedByUser {
+		return true
+	}
+	at := r.Annotations[manifests.RolloutResumedAtAnnotation]
+	return at != "" && at != r.Status.ObservedResumedAt
 }
 
 // fleetRolloutStatus is what rollout status prints for a fleet Rollout:
@@ -35,9 +75,16 @@ func fleetRolloutStatus(r *manifests.Rollout) (string, bool, error) {
 	if st.Message != "" {
 		fmt.Fprintf(&b, ": %s", st.Message)
 	}
+	if st.AcceptedFailures > 0 {
+		fmt.Fprintf(&b, " [%d failures accepted on resume]", st.AcceptedFailures)
+	}
+	unit := "nodes"
+	if r.Spec.TargetRef.Kind == "Deployment" {
+		unit = "replicas"
+	}
 	n := len(st.Waves)
 	for i, w := range st.Waves {
-		fmt.Fprintf(&b, "\nwave %d/%d %s %d/%d nodes ready", i+1, n, progressBar(w.Ready, w.Total), w.Ready, w.Total)
+		fmt.Fprintf(&b, "\nwave %d/%d %s %d/%d %s ready", i+1, n, progressBar(w.Ready, w.Total), w.Ready, w.Total, unit)
 		var extra []string
 		if w.Failed > 0 {
 			extra = append(extra, fmt.Sprintf("%d failed", w.Failed))
@@ -56,6 +103,9 @@ func fleetRolloutStatus(r *manifests.Rollout) (string, bool, error) {
 		}
 	}
 	msg := b.String()
+	if st.Phase == manifests.RolloutPaused && resumeRequested(r) {
+		return msg + "\n(resume requested)", false, nil // the controller has not seen it yet
+	}
 	switch st.Phase {
 	case manifests.RolloutCompleted:
 		return msg, true, nil

@@ -53,6 +53,8 @@ func tableHeaders(k manifests.Kind, o tableOptions) []string {
 		h = serviceHeaders(o.Wide)
 	case "Endpoints":
 		h = []string{"NAME", "ENDPOINTS", "AGE"}
+	case "Rollout":
+		h = rolloutHeaders()
 	default:
 		h = []string{"NAME", "AGE"}
 	}
@@ -125,6 +127,8 @@ func tableRow(obj manifests.Object, o tableOptions) []string {
 		row = serviceRow(v, name, created, o.Wide)
 	case *manifests.Endpoints:
 		row = []string{name, endpointsColumn(v), created}
+	case *manifests.Rollout:
+		row = rolloutRow(v, name, created)
 	default:
 		row = []string{name, created}
 	}

@@ -2,11 +2,13 @@ package manifests
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
-// Fleet rollouts: edge.io/v1alpha1 Rollout moves a DaemonSet to a new pod
-// template node by node, in waves, behind a health gate.
+// Fleet rollouts: edge.io/v1alpha1 Rollout moves a DaemonSet (node by
+// node) or a Deployment (replica step by replica step) to a new pod
+// template in waves, behind a health gate.
 
 // Rollout phases.
 const (
@@ -23,6 +25,22 @@ const (
 	RolloutActionRollback = "Rollback"
 )
 
+// Rollout pause reasons (status.pauseReason).
+const (
+	RolloutPausedByUser     = "User"
+	RolloutPausedByFailures = "FailurePolicy"
+)
+
+// RolloutPartitionAnnotation on a Deployment caps its new ReplicaSet at
+// the given number of replicas and keeps its old ones at no fewer than
+// spec.replicas minus that number: a Rollout raises it wave by wave.
+const RolloutPartitionAnnotation = "rollout.edge.io/partition"
+
+// RolloutResumedAtAnnotation on a Rollout asks the controller to resume it
+// from a pause by its failure policy (edgectl rollout resume stamps the
+// time); the failures seen so far are then accepted.
+const RolloutResumedAtAnnotation = "rollout.edge.io/resumed-at"
+
 // DefaultRolloutWaveTimeoutSeconds bounds how long a node of a wave may
 // take to become Ready before it counts as failed.
 const DefaultRolloutWaveTimeoutSeconds = int32(300)
@@ -37,15 +55,18 @@ type Rollout struct {
 
 // RolloutSpec is the desired rollout.
 type RolloutSpec struct {
-	// TargetRef names the workload to update (DaemonSet).
+	// TargetRef names the workload to update (DaemonSet or Deployment).
 	TargetRef RolloutTargetRef `json:"targetRef"`
 	// Template is the pod template to roll out.
 	Template PodTemplateSpec `json:"template"`
-	// Waves split the target's nodes; nodes no wave takes join the last.
+	// Waves split the target's nodes (DaemonSet) or replicas (Deployment);
+	// nodes no wave takes join the last.
 	Waves         []RolloutWave        `json:"waves,omitempty"`
 	HealthGate    RolloutHealthGate    `json:"healthGate,omitzero"`
 	FailurePolicy RolloutFailurePolicy `json:"failurePolicy,omitzero"`
 	OfflinePolicy RolloutOfflinePolicy `json:"offlinePolicy,omitzero"`
+	// Paused stops the rollout (phase Paused) until cleared.
+	Paused bool `json:"paused,omitempty"`
 }
 
 // RolloutTargetRef names the workload a Rollout updates.
@@ -56,7 +77,9 @@ type RolloutTargetRef struct {
 
 // RolloutWave is one step: Count nodes (a number or a percentage of all
 // the target's nodes; all remaining ones when unset) among those matching
-// Selector (all when nil).
+// Selector (all when nil). For a Deployment, Count is how many more
+// replicas (a number or a percentage of spec.replicas) run the new
+// template; Selector is not supported.
 type RolloutWave struct {
 	Count    *IntOrString   `json:"count,omitempty"`
 	Selector *LabelSelector `json:"selector,omitempty"`
@@ -96,19 +119,57 @@ type RolloutStatus struct {
 	// update strategy before the rollout (restored on rollback/completion).
 	PreviousTemplate *PodTemplateSpec         `json:"previousTemplate,omitempty"`
 	PreviousStrategy *DaemonSetUpdateStrategy `json:"previousStrategy,omitempty"`
+	// PreviousDeploymentStrategy is a Deployment target's strategy before
+	// the rollout.
+	PreviousDeploymentStrategy *DeploymentStrategy `json:"previousDeploymentStrategy,omitempty"`
+	// PauseReason says who paused the rollout (User or FailurePolicy).
+	PauseReason string `json:"pauseReason,omitempty"`
+	// AcceptedFailures are the failed nodes (replicas) a resume accepted:
+	// the failure policy counts only the failures beyond them.
+	AcceptedFailures int32 `json:"acceptedFailures,omitempty"`
+	// ObservedResumedAt is the rollout.edge.io/resumed-at annotation the
+	// controller last acted on.
+	ObservedResumedAt string `json:"observedResumedAt,omitempty"`
 }
 
-// RolloutWaveStatus is the progress of one wave.
+// RolloutWaveStatus is the progress of one wave. Counts are of nodes for
+// a DaemonSet and of replicas for a Deployment.
 type RolloutWaveStatus struct {
-	// NodeNames are the nodes planned into the wave at the start.
-	NodeNames   []string  `json:"nodeNames,omitempty"`
-	Total       int32     `json:"total"`
+	// NodeNames are the nodes planned into the wave at the start
+	// (DaemonSet targets).
+	NodeNames []string `json:"nodeNames,omitempty"`
+	// Total is the wave's number of nodes or replicas.
+	Total int32 `json:"total"`
+	// Partition is, for a Deployment, how many replicas run the new
+	// template once the wave is done (this wave's and the earlier ones').
+	Partition   int32     `json:"partition,omitempty"`
 	Updated     int32     `json:"updated"`
 	Ready       int32     `json:"ready"`
 	Failed      int32     `json:"failed"`
 	Offline     int32     `json:"offline"`
 	StartedAt   time.Time `json:"startedAt,omitzero"`
 	CompletedAt time.Time `json:"completedAt,omitzero"`
+}
+
+// RolloutUnfinished reports whether r still holds its target: not
+// started yet, Progressing or Paused (and not being deleted). Only one
+// unfinished Rollout may target a workload.
+func RolloutUnfinished(r *Rollout) bool {
+	switch r.Status.Phase {
+	case "", RolloutProgressing, RolloutPaused:
+		return r.DeletionTimestamp == nil
+	}
+	return false
+}
+
+// RolloutTargetTaken says that r's target is being rolled out by other.
+func RolloutTargetTaken(r, other *Rollout) string {
+	phase := other.Status.Phase
+	if phase == "" {
+		phase = "Pending"
+	}
+	return fmt.Sprintf("rollout %q: %s %q is already being rolled out by rollout %q (%s); delete it or wait until it completes",
+		r.Name, strings.ToLower(r.Spec.TargetRef.Kind), r.Spec.TargetRef.Name, other.Name, phase)
 }
 
 // WaveTimeout is the health gate's timeout.
@@ -147,11 +208,11 @@ func defaultRollout(r *Rollout) {
 func validateRollout(l *errList, r *Rollout) {
 	s := &r.Spec
 	switch s.TargetRef.Kind {
-	case "DaemonSet":
+	case "DaemonSet", "Deployment":
 	case "":
 		l.required("spec.targetRef.kind")
 	default:
-		l.unsupported("spec.targetRef.kind", s.TargetRef.Kind, "DaemonSet")
+		l.unsupported("spec.targetRef.kind", s.TargetRef.Kind, "DaemonSet", "Deployment")
 	}
 	if s.TargetRef.Name == "" {
 		l.required("spec.targetRef.name")
@@ -165,7 +226,9 @@ func validateRollout(l *errList, r *Rollout) {
 		if w.Count != nil {
 			validateIntOrPercent(l, p+".count", w.Count, true)
 		}
-		if w.Selector != nil {
+		if w.Selector != nil && s.TargetRef.Kind == "Deployment" {
+			l.add(p+".selector", "forbidden: waves of a Deployment are replica counts, not node groups; remove the selector")
+		} else if w.Selector != nil {
 			validateLabelSelector(l, w.Selector, p+".selector")
 		}
 	}

@@ -88,3 +88,28 @@ func TestRolloutValidateErrors(t *testing.T) {
 		t.Errorf("unknown field: %v", err)
 	}
 }
+
+func TestRolloutDeploymentTarget(t *testing.T) {
+	doc := strings.Replace(rolloutDoc, "kind: DaemonSet,", "kind: Deployment,", 1)
+	r := decodeRollout(t, doc)
+	Default(r)
+	err := Validate(r)
+	if err == nil || !strings.Contains(err.Error(), "spec.waves[0].selector: forbidden") {
+		t.Fatalf("selector on a Deployment wave: %v", err)
+	}
+	r.Spec.Waves[0].Selector = nil
+	if err := Validate(r); err != nil {
+		t.Fatalf("deployment rollout without selectors: %v", err)
+	}
+	// Pausing and resuming are updates of an existing rollout.
+	cp := DeepCopy(r).(*Rollout)
+	cp.Spec.Paused = true
+	cp.Annotations = map[string]string{RolloutResumedAtAnnotation: "2026-01-01T00:00:00Z"}
+	if err := ValidateUpdate(cp, r); err != nil {
+		t.Errorf("pause: %v", err)
+	}
+	cp.Spec.TargetRef.Kind = "DaemonSet"
+	if err := ValidateUpdate(cp, r); err == nil || !strings.Contains(err.Error(), "spec.targetRef: forbidden") {
+		t.Errorf("target change: %v", err)
+	}
+}

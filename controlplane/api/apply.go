@@ -57,7 +57,7 @@ func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests
 			// As in Kubernetes, a new pod starts Pending whatever status was sent.
 			p.Status = manifests.PodStatus{Phase: "Pending"}
 		}
-		alloc, err := s.allocate(ctx, in, nil)
+		alloc, err := s.admitNew(ctx, in)
 		if err != nil {
 			return nil, err
 		}

@@ -469,7 +469,10 @@ func newRSNewReplicas(d *manifests.Deployment, allRSs []*manifests.ReplicaSet, n
 	if current >= maxTotal {
 		return rsReplicas(newRS), nil
 	}
-	up := min(maxTotal-current, dReplicas(d)-rsReplicas(newRS))
+	up := min(maxTotal-current, newRSTarget(d)-rsReplicas(newRS))
+	if up <= 0 {
+		return rsReplicas(newRS), nil
+	}
 	return rsReplicas(newRS) + up, nil
 }
 
@@ -827,6 +830,17 @@ func (s *syncer) syncRolloutStatus(ctx context.Context, allRSs []*manifests.Repl
 				msg = fmt.Sprintf("ReplicaSet %q has successfully progressed.", newRS.Name)
 			}
 			setCondition(&st, newCondition(manifests.DeploymentProgressing, manifests.ConditionTrue, ReasonNewReplicaSetAvailable, msg, now))
+		case heldAtPartition(d, newRS):
+			// Waiting for the Rollout to raise the partition, as if
+			// paused: the progress deadline does not run meanwhile.
+			setCondition(&st, newCondition(manifests.DeploymentProgressing, manifests.ConditionUnknown, ReasonDeploymentPartitioned, "Deployment is held at its rollout partition", now))
+		case cur != nil && cur.Reason == ReasonDeploymentPartitioned:
+			// Released: the deadline counts from now.
+			msg := fmt.Sprintf("Deployment %q is progressing.", d.Name)
+			if newRS != nil {
+				msg = fmt.Sprintf("ReplicaSet %q is progressing.", newRS.Name)
+			}
+			setCondition(&st, newCondition(manifests.DeploymentProgressing, manifests.ConditionTrue, ReasonReplicaSetUpdated, msg, now))
 		case deploymentProgressing(d, &st):
 			msg := fmt.Sprintf("Deployment %q is progressing.", d.Name)
 			if newRS != nil {
@@ -895,7 +909,7 @@ func replicaFailure(allRSs []*manifests.ReplicaSet, newRS *manifests.ReplicaSet)
 func (s *syncer) requeueStuck(st manifests.DeploymentStatus) {
 	d := s.d
 	c := getCondition(&st, manifests.DeploymentProgressing)
-	if !hasProgressDeadline(d) || c == nil || c.Reason == ReasonNewReplicaSetAvailable || c.Reason == ReasonProgressDeadlineExceed || DeploymentComplete(d, &st) {
+	if !hasProgressDeadline(d) || c == nil || c.Reason == ReasonNewReplicaSetAvailable || c.Reason == ReasonProgressDeadlineExceed || c.Reason == ReasonDeploymentPartitioned || DeploymentComplete(d, &st) {
 		return
 	}
 	deadline := c.LastUpdateTime.Add(time.Duration(*d.Spec.ProgressDeadlineSeconds) * time.Second)

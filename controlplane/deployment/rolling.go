@@ -7,7 +7,9 @@ import (
 )
 
 // rolloutRolling runs one step of a RollingUpdate: grow the new
-// ReplicaSet within maxSurge, shrink old ones within maxUnavailable.
+// ReplicaSet within maxSurge, shrink old ones within maxUnavailable. A
+// partition (rollout.edge.io/partition: N) caps the new ReplicaSet at N
+// and keeps the old ones at spec.replicas-N or more.
 func (s *syncer) rolloutRolling(ctx context.Context) error {
 	newRS, old, err := s.getAllReplicaSetsAndSyncRevision(ctx, true)
 	if err != nil {
@@ -39,18 +41,19 @@ func (s *syncer) rolloutRolling(ctx context.Context) error {
 
 func (s *syncer) reconcileNewReplicaSet(ctx context.Context, newRS *manifests.ReplicaSet, old []*manifests.ReplicaSet) (bool, error) {
 	d := s.d
-	if rsReplicas(newRS) == dReplicas(d) {
+	target := newRSTarget(d)
+	if rsReplicas(newRS) == target {
 		return false, nil
 	}
-	if rsReplicas(newRS) > dReplicas(d) {
-		scaled, _, err := s.scaleReplicaSetAndRecordEvent(ctx, newRS, dReplicas(d))
+	if rsReplicas(newRS) > target {
+		scaled, _, err := s.scaleReplicaSetAndRecordEvent(ctx, newRS, target)
 		return scaled, err
 	}
 	n, err := newRSNewReplicas(d, s.all(newRS, old), newRS)
 	if err != nil {
 		return false, err
 	}
-	scaled, _, err := s.scaleReplicaSetAndRecordEvent(ctx, newRS, n)
+	scaled, _, err := s.scaleReplicaSetAndRecordEvent(ctx, newRS, min(n, target))
 	return scaled, err
 }
 
@@ -59,13 +62,14 @@ func (s *syncer) reconcileNewReplicaSet(ctx context.Context, newRS *manifests.Re
 func (s *syncer) reconcileOldReplicaSets(ctx context.Context, newRS *manifests.ReplicaSet, old []*manifests.ReplicaSet) (bool, error) {
 	d := s.d
 	oldActive := filterActive(old)
-	if sumReplicas(oldActive, specReplicas) == 0 {
+	oldTotal := sumReplicas(oldActive, specReplicas)
+	if oldTotal == 0 {
 		return false, nil
 	}
 	allPods := sumReplicas(s.all(newRS, old), specReplicas)
 	minAvailable := dReplicas(d) - MaxUnavailable(d)
 	newUnavailable := rsReplicas(newRS) - newRS.Status.AvailableReplicas
-	maxScaledDown := allPods - minAvailable - newUnavailable
+	maxScaledDown := min(allPods-minAvailable-newUnavailable, oldTotal-oldRSFloor(d))
 	if maxScaledDown <= 0 {
 		return false, nil
 	}
@@ -120,7 +124,8 @@ func (s *syncer) scaleDownOldForRollingUpdate(ctx context.Context, all, old []*m
 		return 0, nil
 	}
 	sortByCreation(old)
-	want := available - minAvailable
+	// A partition keeps spec.replicas-N replicas on the old templates.
+	want := min(available-minAvailable, sumReplicas(old, specReplicas)-oldRSFloor(d))
 	var total int32
 	for _, rs := range old {
 		if total >= want {

@@ -22,6 +22,7 @@ const (
 	ReasonProgressDeadlineExceed  = "ProgressDeadlineExceeded"
 	ReasonDeploymentPaused        = "DeploymentPaused"
 	ReasonDeploymentResumed       = "DeploymentResumed"
+	ReasonDeploymentPartitioned   = "DeploymentPartitioned"
 	ReasonMinimumReplicasAvail    = "MinimumReplicasAvailable"
 	ReasonMinimumReplicasUnavail  = "MinimumReplicasUnavailable"
 	ReasonFailedReplicaSetCreate  = "ReplicaSetCreateError"
@@ -140,6 +141,47 @@ func MaxSurge(d *manifests.Deployment) int32 {
 	return ms
 }
 
+// Partition is the cap a fleet Rollout put on d's new ReplicaSet (its
+// manifests.RolloutPartitionAnnotation, at most spec.replicas) during a
+// RollingUpdate; ok is false when d is not partitioned. A value that is
+// not a number holds every replica on the old template (0).
+func Partition(d *manifests.Deployment) (n int32, ok bool) {
+	v, ok := d.Annotations[manifests.RolloutPartitionAnnotation]
+	if !ok || !isRollingUpdate(d) {
+		return 0, false
+	}
+	p, err := strconv.ParseInt(v, 10, 32)
+	if err != nil || p < 0 {
+		return 0, true
+	}
+	return min(int32(p), dReplicas(d)), true
+}
+
+// newRSTarget is how many replicas d's new ReplicaSet is to have: all of
+// them, or the partition.
+func newRSTarget(d *manifests.Deployment) int32 {
+	if p, ok := Partition(d); ok {
+		return p
+	}
+	return dReplicas(d)
+}
+
+// oldRSFloor is how many replicas d's old ReplicaSets together keep at
+// least: spec.replicas minus the partition (0 when not partitioned).
+func oldRSFloor(d *manifests.Deployment) int32 {
+	if p, ok := Partition(d); ok {
+		return dReplicas(d) - p
+	}
+	return 0
+}
+
+// heldAtPartition reports whether d's new ReplicaSet reached a partition
+// below spec.replicas: the rollout waits for the Rollout, not for pods.
+func heldAtPartition(d *manifests.Deployment, newRS *manifests.ReplicaSet) bool {
+	p, ok := Partition(d)
+	return ok && p < dReplicas(d) && (newRS == nil && p == 0 || newRS != nil && rsReplicas(newRS) >= p)
+}
+
 // Revision returns the revision annotation of obj (0 when absent).
 func Revision(obj manifests.Object) int64 {
 	v, err := strconv.ParseInt(obj.GetObjectMeta().Annotations[manifests.RevisionAnnotation], 10, 64)
@@ -233,6 +275,7 @@ var annotationsToSkip = map[string]bool{
 	manifests.RevisionHistoryAnnotation:                true,
 	manifests.DesiredReplicasAnnotation:                true,
 	manifests.MaxReplicasAnnotation:                    true,
+	manifests.RolloutPartitionAnnotation:               true,
 }
 
 // setNewReplicaSetAnnotations copies d's annotations to rs and raises

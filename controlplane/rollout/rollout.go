@@ -1,5 +1,7 @@
-// Package rollout is the fleet Rollout controller: it moves a DaemonSet to
-// a new pod template wave by wave. At the start it records the target's
+// Package rollout is the fleet Rollout controller: it moves a DaemonSet or
+// a Deployment to a new pod template wave by wave.
+//
+// DaemonSet targets: at the start it records the target's
 // template and update strategy, sets the new template with strategy
 // OnDelete, then deletes the old pods of the current wave's online nodes
 // (the DaemonSet controller recreates them from the new template). A wave
@@ -9,6 +11,18 @@
 // the final template). Failed nodes past the failure policy's threshold
 // pause the rollout or roll it back (old template restored, new pods
 // deleted).
+//
+// Deployment targets (deployment.go): waves are replica steps. The
+// Deployment gets the new template with a RollingUpdate strategy and the
+// rollout.edge.io/partition annotation, which the Deployment controller
+// honours (the new ReplicaSet never exceeds it, the old ones keep the
+// rest); the controller raises it wave by wave behind the same gate.
+//
+// spec.paused pauses a rollout; clearing it resumes. A rollout paused by
+// its failure policy resumes when the rollout.edge.io/resumed-at
+// annotation changes, accepting the failures seen so far. Only one
+// unfinished Rollout may target a workload: the API refuses a second one,
+// and of two that slipped in at once the later one fails here.
 package rollout
 
 import (
@@ -39,6 +53,7 @@ const (
 	EventPaused        = "RolloutPaused"
 	EventRolledBack    = "RolloutRolledBack"
 	EventFailed        = "RolloutFailed"
+	EventResumed       = "RolloutResumed"
 )
 
 // resync is how often a rollout in progress is looked at again, for its
@@ -47,6 +62,7 @@ const resync = 500 * time.Millisecond
 
 // Store is what the controller needs of the object store.
 type Store interface {
+	Get(ctx context.Context, resource, namespace, name string) (manifests.Object, error)
 	Update(ctx context.Context, obj manifests.Object) (manifests.Object, error)
 	Delete(ctx context.Context, resource, namespace, name string, rev uint64) (manifests.Object, error)
 }
@@ -66,6 +82,7 @@ type Recorder interface {
 type Controller struct {
 	st                           Store
 	rollouts, dsets, pods, nodes Lister
+	deploys, rsets               Lister
 	rec                          Recorder
 	queue                        *controller.Queue
 	now                          func() time.Time
@@ -77,11 +94,18 @@ type Controller struct {
 	readySince map[string]map[string]time.Time
 }
 
+// Listers are the caches the controller reads.
+type Listers struct {
+	Rollouts, DaemonSets, Deployments, ReplicaSets, Pods, Nodes Lister
+}
+
 // New returns a controller over the given caches. Register
-// RolloutChanged, DSChanged, PodChanged and NodeChanged as their handlers.
-func New(st Store, rollouts, dsets, pods, nodes Lister, rec Recorder) *Controller {
+// RolloutChanged, DSChanged, DeploymentChanged, PodChanged and
+// NodeChanged as their handlers.
+func New(st Store, l Listers, rec Recorder) *Controller {
 	return &Controller{
-		st: st, rollouts: rollouts, dsets: dsets, pods: pods, nodes: nodes, rec: rec,
+		st: st, rollouts: l.Rollouts, dsets: l.DaemonSets, pods: l.Pods, nodes: l.Nodes,
+		deploys: l.Deployments, rsets: l.ReplicaSets, rec: rec,
 		queue:      controller.NewQueue(50*time.Millisecond, 30*time.Second),
 		now:        time.Now,
 		readySince: map[string]map[string]time.Time{},
@@ -96,16 +120,19 @@ type Informer interface {
 }
 
 // Wire builds the controller over infs (by resource: rollouts, daemonsets,
-// pods, nodes), registers its handlers and returns its run function.
+// deployments, replicasets, pods, nodes), registers its handlers and
+// returns its run function.
 func Wire[I Informer](st Store, infs map[string]I, rec Recorder) func(context.Context) error {
 	ro, ds, pods, nodes := infs["rollouts"], infs["daemonsets"], infs["pods"], infs["nodes"]
-	c := New(st, ro, ds, pods, nodes, rec)
+	deploys, rsets := infs["deployments"], infs["replicasets"]
+	c := New(st, Listers{Rollouts: ro, DaemonSets: ds, Deployments: deploys, ReplicaSets: rsets, Pods: pods, Nodes: nodes}, rec)
 	ro.AddHandler(c.RolloutChanged)
 	ds.AddHandler(c.DSChanged)
+	deploys.AddHandler(c.DeploymentChanged)
 	pods.AddHandler(c.PodChanged)
 	nodes.AddHandler(c.NodeChanged)
 	return func(ctx context.Context) error {
-		for _, inf := range []I{ro, ds, pods, nodes} {
+		for _, inf := range []I{ro, ds, deploys, rsets, pods, nodes} {
 			if inf.WaitForSync(ctx) != nil {
 				return nil // ctx done
 			}
@@ -137,17 +164,37 @@ func (c *Controller) DSChanged(old, cur manifests.Object) {
 		cur = old
 	}
 	m := cur.GetObjectMeta()
-	c.queueTargeting(m.Namespace, m.Name)
+	c.queueTargeting("DaemonSet", m.Namespace, m.Name)
 }
 
-// PodChanged queues the Rollouts targeting the DaemonSet of a changed pod.
+// DeploymentChanged queues the Rollouts targeting a changed Deployment.
+func (c *Controller) DeploymentChanged(old, cur manifests.Object) {
+	if cur == nil {
+		cur = old
+	}
+	m := cur.GetObjectMeta()
+	c.queueTargeting("Deployment", m.Namespace, m.Name)
+}
+
+// PodChanged queues the Rollouts targeting the DaemonSet or Deployment of
+// a changed pod.
 func (c *Controller) PodChanged(old, cur manifests.Object) {
 	for _, o := range []manifests.Object{old, cur} {
 		if o == nil {
 			continue
 		}
-		if ref := manifests.GetControllerOf(o); ref != nil && ref.Kind == "DaemonSet" {
-			c.queueTargeting(o.GetObjectMeta().Namespace, ref.Name)
+		ns := o.GetObjectMeta().Namespace
+		ref := manifests.GetControllerOf(o)
+		switch {
+		case ref == nil:
+		case ref.Kind == "DaemonSet":
+			c.queueTargeting("DaemonSet", ns, ref.Name)
+		case ref.Kind == "ReplicaSet" && c.rsets != nil:
+			if rs, ok := c.rsets.Get(ns + "/" + ref.Name); ok {
+				if dref := manifests.GetControllerOf(rs); dref != nil && dref.Kind == "Deployment" {
+					c.queueTargeting("Deployment", ns, dref.Name)
+				}
+			}
 		}
 	}
 }
@@ -165,10 +212,10 @@ func (c *Controller) NodeChanged(old, cur manifests.Object) {
 	}
 }
 
-func (c *Controller) queueTargeting(ns, dsName string) {
+func (c *Controller) queueTargeting(kind, ns, name string) {
 	for _, o := range c.rollouts.List(manifests.Selector{}) {
 		r := o.(*manifests.Rollout)
-		if r.Namespace == ns && r.Spec.TargetRef.Kind == "DaemonSet" && r.Spec.TargetRef.Name == dsName {
+		if r.Namespace == ns && r.Spec.TargetRef.Kind == kind && r.Spec.TargetRef.Name == name {
 			c.queue.Add(controller.Key(r))
 		}
 	}
@@ -187,9 +234,57 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	if ro.DeletionTimestamp != nil || ro.Status.Phase == manifests.RolloutFailed {
 		return nil
 	}
-	if ro.Spec.TargetRef.Kind != "DaemonSet" {
-		return c.fail(ctx, ro, fmt.Sprintf("target kind %q is not supported", ro.Spec.TargetRef.Kind))
+	if manifests.RolloutUnfinished(ro) {
+		other, err := c.earlierRollout(ctx, ro)
+		if err != nil {
+			return err
+		}
+		if other != nil {
+			return c.fail(ctx, ro, manifests.RolloutTargetTaken(ro, other))
+		}
 	}
+	switch ro.Spec.TargetRef.Kind {
+	case "DaemonSet":
+		return c.syncDaemonSet(ctx, o.(*manifests.Rollout), ro)
+	case "Deployment":
+		return c.syncDeployment(ctx, o.(*manifests.Rollout), ro)
+	}
+	return c.fail(ctx, ro, fmt.Sprintf("target kind %q is not supported", ro.Spec.TargetRef.Kind))
+}
+
+// earlier orders rollouts by creation, then name.
+func earlier(a, b *manifests.Rollout) bool {
+	if !a.CreationTimestamp.Equal(b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(b.CreationTimestamp)
+	}
+	return a.Name < b.Name
+}
+
+// earlierRollout returns the unfinished Rollout of ro's target created
+// before ro, if any (confirmed in the store: the cache may be behind).
+func (c *Controller) earlierRollout(ctx context.Context, ro *manifests.Rollout) (*manifests.Rollout, error) {
+	for _, o := range c.rollouts.List(manifests.Selector{}) {
+		r := o.(*manifests.Rollout)
+		if r.Namespace != ro.Namespace || r.UID == ro.UID || r.Spec.TargetRef != ro.Spec.TargetRef || !manifests.RolloutUnfinished(r) || !earlier(r, ro) {
+			continue
+		}
+		cur, err := c.st.Get(ctx, "rollouts", r.Namespace, r.Name)
+		if client.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get rollout %s: %w", r.Name, err)
+		}
+		if r = cur.(*manifests.Rollout); manifests.RolloutUnfinished(r) && earlier(r, ro) {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
+// syncDaemonSet reconciles a Rollout of a DaemonSet.
+func (c *Controller) syncDaemonSet(ctx context.Context, cached, ro *manifests.Rollout) error {
+	key := controller.Key(ro)
 	dso, ok := c.dsets.Get(ro.Namespace + "/" + ro.Spec.TargetRef.Name)
 	if !ok {
 		if ro.Status.Revision == "" {
@@ -213,8 +308,15 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	case manifests.RolloutCompleted:
 		return c.finish(ctx, ro, ds, dsHash, pods)
 	case manifests.RolloutPaused:
-		c.observe(ro, pods, false)
-		return c.updateStatus(ctx, o.(*manifests.Rollout), ro)
+		if c.resume(ctx, ro, func() [][]nodeState { s, _ := c.observe(ro, pods, false, true); return s }) {
+			return c.updateStatus(ctx, cached, ro)
+		}
+		c.observe(ro, pods, false, false)
+		return c.updateStatus(ctx, cached, ro)
+	}
+	if c.pauseByUser(ctx, ro) {
+		c.observe(ro, pods, false, false)
+		return c.updateStatus(ctx, cached, ro)
 	}
 	// Progressing: the target holds the new template with OnDelete.
 	if dsHash != ro.Status.Revision || ds.Spec.UpdateStrategy.Type != manifests.OnDeleteDaemonSetStrategyType {
@@ -226,7 +328,7 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	if err := c.progress(ctx, ro, pods); err != nil {
 		return err
 	}
-	if err := c.updateStatus(ctx, o.(*manifests.Rollout), ro); err != nil {
+	if err := c.updateStatus(ctx, cached, ro); err != nil {
 		return err
 	}
 	if ro.Status.Phase == manifests.RolloutProgressing {
@@ -263,7 +365,7 @@ func (c *Controller) start(ctx context.Context, ro *manifests.Rollout, ds *manif
 		return c.updateStatus(ctx, orig, ro)
 	}
 	ro.Status.Waves[0].StartedAt = now
-	c.event(ctx, ro, manifests.EventNormal, EventWaveStarted, "Wave 1/%d started on %d nodes", len(plan), len(plan[0].NodeNames))
+	c.event(ctx, ro, manifests.EventNormal, EventWaveStarted, "Wave 1/%d started on %d nodes", len(plan), plan[0].Total)
 	return c.updateStatus(ctx, orig, ro)
 }
 
@@ -361,7 +463,9 @@ func crashing(p *manifests.Pod) bool {
 // nodeState is one planned node as observed now.
 type nodeState struct {
 	offline, updated, ready, failed bool
-	old                             []*manifests.Pod // old-revision pods on an online node
+	// offlineWaited: offline for waitSeconds already (Deployment replicas).
+	offlineWaited bool
+	old           []*manifests.Pod // old-revision pods on an online node
 }
 
 func (c *Controller) nodeState(ro *manifests.Rollout, node string, pods []*manifests.Pod, started, now time.Time, seen, next map[string]time.Time) nodeState {
@@ -397,9 +501,10 @@ func (c *Controller) nodeState(ro *manifests.Rollout, node string, pods []*manif
 	return s
 }
 
-// observe recounts every wave; with act it also deletes the old pods of
-// the online nodes of the waves started so far.
-func (c *Controller) observe(ro *manifests.Rollout, pods map[string][]*manifests.Pod, act bool) (states [][]nodeState, del []*manifests.Pod) {
+// observe recounts every wave; with act it also returns the old pods of
+// the online nodes of the waves started so far, to delete. The wave in
+// progress times out only with timeouts (not while paused).
+func (c *Controller) observe(ro *manifests.Rollout, pods map[string][]*manifests.Pod, act, timeouts bool) (states [][]nodeState, del []*manifests.Pod) {
 	now := c.now()
 	key := controller.Key(ro)
 	c.mu.Lock()
@@ -416,7 +521,7 @@ func (c *Controller) observe(ro *manifests.Rollout, pods map[string][]*manifests
 		w := &ro.Status.Waves[i]
 		w.Updated, w.Ready, w.Failed, w.Offline = 0, 0, 0, 0
 		started := w.StartedAt
-		if !w.CompletedAt.IsZero() {
+		if !w.CompletedAt.IsZero() || !timeouts {
 			started = time.Time{} // timeouts only apply to the wave in progress
 		}
 		for _, n := range w.NodeNames {
@@ -442,38 +547,57 @@ func (c *Controller) observe(ro *manifests.Rollout, pods map[string][]*manifests
 	return states, del
 }
 
-// progress advances a Progressing rollout.
+// progress advances a Progressing rollout of a DaemonSet.
 func (c *Controller) progress(ctx context.Context, ro *manifests.Rollout, pods map[string][]*manifests.Pod) error {
-	states, del := c.observe(ro, pods, true)
+	states, del := c.observe(ro, pods, true, true)
 	if err := c.deletePods(ctx, del); err != nil {
 		return err
 	}
-	now := c.now().UTC()
-	total, failed := 0, 0
+	c.advance(ctx, ro, states, "nodes")
+	return nil
+}
+
+// failures counts the failed nodes (replicas) and all of them.
+func failures(ro *manifests.Rollout) (failed, total int) {
 	for i := range ro.Status.Waves {
 		total += int(ro.Status.Waves[i].Total)
 		failed += int(ro.Status.Waves[i].Failed)
 	}
-	if max := ro.Spec.FailurePolicy.MaxFailed(total); failed > max {
-		msg := fmt.Sprintf("%d nodes failed the health gate (at most %d tolerated)", failed, max)
+	return failed, total
+}
+
+// advance applies the failure policy to the observed states, then moves
+// to the next wave once the current one passed. unit names what a wave
+// counts (nodes, replicas).
+func (c *Controller) advance(ctx context.Context, ro *manifests.Rollout, states [][]nodeState, unit string) {
+	now := c.now().UTC()
+	failed, total := failures(ro)
+	if max := ro.Spec.FailurePolicy.MaxFailed(total); failed-int(ro.Status.AcceptedFailures) > max {
+		msg := fmt.Sprintf("%d %s failed the health gate (at most %d tolerated)", failed, unit, max)
+		if a := ro.Status.AcceptedFailures; a > 0 {
+			msg = fmt.Sprintf("%d %s failed the health gate (%d accepted on resume, at most %d more tolerated)", failed, unit, a, max)
+		}
 		if ro.Spec.FailurePolicy.Action == manifests.RolloutActionRollback {
 			ro.Status.Phase, ro.Status.Message = manifests.RolloutRolledBack, msg+": rolling back"
 			c.event(ctx, ro, manifests.EventWarning, EventRolledBack, "%s", ro.Status.Message)
 		} else {
-			ro.Status.Phase, ro.Status.Message = manifests.RolloutPaused, msg+": paused"
+			ro.Status.Phase, ro.Status.Message = manifests.RolloutPaused, msg+": paused; edgectl rollout resume accepts them"
+			ro.Status.PauseReason = manifests.RolloutPausedByFailures
+			// Only a later resume request resumes it.
+			ro.Status.ObservedResumedAt = ro.Annotations[manifests.RolloutResumedAtAnnotation]
 			c.event(ctx, ro, manifests.EventWarning, EventPaused, "%s", ro.Status.Message)
 		}
-		return nil
+		return
 	}
 	for int(ro.Status.CurrentWave) < len(ro.Status.Waves) {
 		i := int(ro.Status.CurrentWave)
 		w := &ro.Status.Waves[i]
 		wait := time.Duration(ro.Spec.OfflinePolicy.WaitSeconds) * time.Second
 		for _, s := range states[i] {
-			if s.ready || s.failed || (s.offline && now.Sub(w.StartedAt) >= wait) {
+			if s.ready || s.failed || (s.offline && (s.offlineWaited || now.Sub(w.StartedAt) >= wait)) {
 				continue
 			}
-			return nil // the wave is still in progress
+			return // the wave is still in progress
 		}
 		w.CompletedAt = now
 		c.event(ctx, ro, manifests.EventNormal, EventWaveCompleted, "Wave %d/%d completed: %d ready, %d failed, %d offline", i+1, len(ro.Status.Waves), w.Ready, w.Failed, w.Offline)
@@ -481,16 +605,60 @@ func (c *Controller) progress(ctx context.Context, ro *manifests.Rollout, pods m
 		if int(ro.Status.CurrentWave) == len(ro.Status.Waves) {
 			ro.Status.Phase, ro.Status.Message = manifests.RolloutCompleted, ""
 			c.event(ctx, ro, manifests.EventNormal, EventCompleted, "Rollout completed")
-			return nil
+			return
 		}
 		next := &ro.Status.Waves[i+1]
 		next.StartedAt = now
-		c.event(ctx, ro, manifests.EventNormal, EventWaveStarted, "Wave %d/%d started on %d nodes", i+2, len(ro.Status.Waves), len(next.NodeNames))
-		// The next wave's old pods are deleted at the next sync (queued
-		// by the status update); its nodes have nothing to pass yet.
-		return nil
+		c.event(ctx, ro, manifests.EventNormal, EventWaveStarted, "Wave %d/%d started on %d %s", i+2, len(ro.Status.Waves), next.Total, unit)
+		// The next wave's old pods are deleted (the partition raised) at
+		// the next sync, queued by the status update; its nodes have
+		// nothing to pass yet.
+		return
 	}
-	return nil
+}
+
+// pauseByUser pauses a Progressing rollout whose spec.paused is set; it
+// reports whether it did.
+func (c *Controller) pauseByUser(ctx context.Context, ro *manifests.Rollout) bool {
+	if !ro.Spec.Paused {
+		return false
+	}
+	ro.Status.Phase, ro.Status.PauseReason = manifests.RolloutPaused, manifests.RolloutPausedByUser
+	ro.Status.Message = "paused by user (spec.paused); edgectl rollout resume continues it"
+	c.event(ctx, ro, manifests.EventNormal, EventPaused, "Rollout paused by user")
+	return true
+}
+
+// resume resumes a Paused rollout when asked: spec.paused cleared after a
+// user pause, or a new rollout.edge.io/resumed-at annotation (and
+// spec.paused clear) after a pause by the failure policy, which accepts
+// the failures counted by observe. The wave in progress restarts its
+// clocks (timeout, offline wait). It reports whether it resumed.
+func (c *Controller) resume(ctx context.Context, ro *manifests.Rollout, observe func() [][]nodeState) bool {
+	if ro.Spec.Paused {
+		return false
+	}
+	asked := ro.Annotations[manifests.RolloutResumedAtAnnotation]
+	switch {
+	case ro.Status.PauseReason == manifests.RolloutPausedByUser:
+	case asked != "" && asked != ro.Status.ObservedResumedAt:
+		observe()
+		failed, _ := failures(ro)
+		ro.Status.AcceptedFailures = int32(failed)
+	default:
+		return false
+	}
+	ro.Status.ObservedResumedAt = asked
+	ro.Status.Phase, ro.Status.PauseReason, ro.Status.Message = manifests.RolloutProgressing, "", ""
+	if i := int(ro.Status.CurrentWave); i < len(ro.Status.Waves) && !ro.Status.Waves[i].StartedAt.IsZero() {
+		ro.Status.Waves[i].StartedAt = c.now().UTC()
+	}
+	msg := "Rollout resumed"
+	if a := ro.Status.AcceptedFailures; a > 0 {
+		msg = fmt.Sprintf("Rollout resumed, %d failures accepted", a)
+	}
+	c.event(ctx, ro, manifests.EventNormal, EventResumed, "%s", msg)
+	return true
 }
 
 // finish restores the target's update strategy once a rollout completed
@@ -505,7 +673,7 @@ func (c *Controller) finish(ctx context.Context, ro *manifests.Rollout, ds *mani
 		cp.Spec.UpdateStrategy = *prev
 		return c.updateTarget(ctx, cp)
 	}
-	_, del := c.observe(ro, pods, true)
+	_, del := c.observe(ro, pods, true, false)
 	if err := c.deletePods(ctx, del); err != nil {
 		return err
 	}
@@ -544,7 +712,7 @@ func (c *Controller) rollBack(ctx context.Context, ro *manifests.Rollout, ds *ma
 			return err
 		}
 	}
-	c.observe(ro, pods, false)
+	c.observe(ro, pods, false, false)
 	return c.updateStatus(ctx, orig, ro)
 }
 
@@ -566,12 +734,16 @@ func (c *Controller) deletePods(ctx context.Context, pods []*manifests.Pod) erro
 	return errors.Join(errs...)
 }
 
-func (c *Controller) updateTarget(ctx context.Context, ds *manifests.DaemonSet) error {
-	if _, err := c.st.Update(ctx, ds); err != nil {
+func (c *Controller) updateTarget(ctx context.Context, obj manifests.Object) error {
+	what := obj.GetObjectMeta().Name
+	if k, err := manifests.KindOf(obj); err == nil {
+		what = k.Singular + " " + what
+	}
+	if _, err := c.st.Update(ctx, obj); err != nil {
 		if client.IsConflict(err) {
-			return fmt.Errorf("update daemonset %s: %w", ds.Name, controller.ErrRetry)
+			return fmt.Errorf("update %s: %w", what, controller.ErrRetry)
 		}
-		return fmt.Errorf("update daemonset %s: %w", ds.Name, err)
+		return fmt.Errorf("update %s: %w", what, err)
 	}
 	return nil
 }

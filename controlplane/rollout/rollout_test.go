@@ -24,6 +24,8 @@ type fixture struct {
 	ctx context.Context
 	st  *store.Store
 	c   *Controller
+	// name is the rollout syncUntil syncs (probe-v2 when empty).
+	name string
 
 	mu  sync.Mutex
 	now time.Time
@@ -34,12 +36,15 @@ func newFixture(t *testing.T) *fixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	infs := map[string]*controller.Informer{}
-	for _, r := range []string{"rollouts", "daemonsets", "pods", "nodes"} {
+	for _, r := range []string{"rollouts", "daemonsets", "deployments", "replicasets", "pods", "nodes"} {
 		infs[r] = controller.NewInformer(env.Store, r)
 		go infs[r].Run(ctx)
 	}
 	f := &fixture{t: t, ctx: ctx, st: env.Store, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	f.c = New(env.Store, infs["rollouts"], infs["daemonsets"], infs["pods"], infs["nodes"], nil)
+	f.c = New(env.Store, Listers{
+		Rollouts: infs["rollouts"], DaemonSets: infs["daemonsets"], Deployments: infs["deployments"],
+		ReplicaSets: infs["replicasets"], Pods: infs["pods"], Nodes: infs["nodes"],
+	}, nil)
 	f.c.SetClock(func() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now })
 	for _, inf := range infs {
 		if err := inf.WaitForSync(ctx); err != nil {
@@ -115,11 +120,15 @@ func (f *fixture) pod(ds *manifests.DaemonSet, node, hash string, ready, crashin
 func (f *fixture) syncUntil(check func(ro *manifests.Rollout) error) *manifests.Rollout {
 	f.t.Helper()
 	var ro *manifests.Rollout
+	name := f.name
+	if name == "" {
+		name = "probe-v2"
+	}
 	controllertest.Eventually(f.t, 10*time.Second, func() error {
-		if err := f.c.Sync(f.ctx, "default/probe-v2"); err != nil && !strings.Contains(err.Error(), "retry later") {
+		if err := f.c.Sync(f.ctx, "default/"+name); err != nil && !strings.Contains(err.Error(), "retry later") {
 			return err
 		}
-		o, err := f.st.Get(f.ctx, "rollouts", "default", "probe-v2")
+		o, err := f.st.Get(f.ctx, "rollouts", "default", name)
 		if err != nil {
 			return err
 		}
