@@ -170,8 +170,14 @@ func describeObject(w io.Writer, obj manifests.Object, events []*manifests.Event
 		p.line(0, "")
 		p.line(0, "Data")
 		p.line(0, "====")
+		// Sizes only, never values (as kubectl describe).
 		for _, key := range sortedKeys(v.Data) {
 			p.line(0, fmt.Sprintf("%s:\t%d bytes", key, len(v.Data[key])))
+		}
+		for _, key := range sortedKeys(v.StringData) {
+			if _, dup := v.Data[key]; !dup {
+				p.line(0, fmt.Sprintf("%s:\t%d bytes", key, len(v.StringData[key])))
+			}
 		}
 	case *manifests.Event:
 		p.labels(meta)

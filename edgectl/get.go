@@ -18,6 +18,9 @@ type getOptions struct {
 	selector   string
 	watch      bool
 	showLabels bool
+	// showSecrets prints the values of Secrets with -o json|yaml|jsonpath
+	// (otherwise "<redacted: N bytes>").
+	showSecrets bool
 }
 
 func newGetCmd(o *options) *cobra.Command {
@@ -56,6 +59,7 @@ func newGetCmd(o *options) *cobra.Command {
 	f.StringVarP(&g.selector, "selector", "l", "", "label selector, e.g. app=hello,tier!=db")
 	f.BoolVarP(&g.watch, "watch", "w", false, "after listing, watch for changes")
 	f.BoolVar(&g.showLabels, "show-labels", false, "add a LABELS column to tables")
+	f.BoolVar(&g.showSecrets, "show-secrets", false, "print the values of Secrets with -o json|yaml|jsonpath (redacted otherwise)")
 	return cmd
 }
 
@@ -138,7 +142,7 @@ func (g *getOptions) run(ctx context.Context, targets []resourceArgs, withKind b
 		if single && len(all) == 0 {
 			break
 		}
-		if err := printObjects(g.streams.Out, g.output, all, single); err != nil {
+		if err := printObjectsShowing(g.streams.Out, g.output, all, single, g.showSecrets); err != nil {
 			return err
 		}
 	}
@@ -213,6 +217,6 @@ func (g *getOptions) printWatchEvent(ev client.Event, opts tableOptions, headerD
 		fmt.Fprintln(tw, strings.Join(tableRow(ev.Object, opts), "\t"))
 		return tw.Flush()
 	default:
-		return printObjects(g.streams.Out, g.output, []manifests.Object{ev.Object}, true)
+		return printObjectsShowing(g.streams.Out, g.output, []manifests.Object{ev.Object}, true, g.showSecrets)
 	}
 }

@@ -39,16 +39,53 @@ func validOutput(format string) error {
 
 // listObject is the kubectl List wrapper printed for several objects.
 type listObject struct {
-	APIVersion string             `json:"apiVersion"`
-	Kind       string             `json:"kind"`
-	Items      []manifests.Object `json:"items"`
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Items      []any  `json:"items"`
 	Metadata   struct {
 		ResourceVersion string `json:"resourceVersion"`
 	} `json:"metadata"`
 }
 
-// encodeObjects renders one object (single) or a List as JSON.
-func encodeObjects(objs []manifests.Object, single bool) ([]byte, error) {
+// redactedSecret is a Secret as printed without --show-secrets: each
+// value of data and stringData replaced by "<redacted: N bytes>".
+type redactedSecret struct {
+	manifests.TypeMeta `json:",inline"`
+	ObjectMeta         manifests.ObjectMeta `json:"metadata"`
+	Type               string               `json:"type,omitempty"`
+	Data               map[string]string    `json:"data,omitempty"`
+	StringData         map[string]string    `json:"stringData,omitempty"`
+	Immutable          *bool                `json:"immutable,omitempty"`
+}
+
+// redactedValue is what is printed instead of a secret value of n bytes.
+func redactedValue(n int) string { return fmt.Sprintf("<redacted: %d bytes>", n) }
+
+// printable is obj as printed: a Secret redacted unless showSecrets.
+func printable(obj manifests.Object, showSecrets bool) any {
+	s, ok := obj.(*manifests.Secret)
+	if !ok || showSecrets {
+		return obj
+	}
+	r := redactedSecret{TypeMeta: s.TypeMeta, ObjectMeta: s.ObjectMeta, Type: s.Type, Immutable: s.Immutable}
+	if s.Data != nil {
+		r.Data = make(map[string]string, len(s.Data))
+		for k, v := range s.Data {
+			r.Data[k] = redactedValue(len(v))
+		}
+	}
+	if s.StringData != nil {
+		r.StringData = make(map[string]string, len(s.StringData))
+		for k, v := range s.StringData {
+			r.StringData[k] = redactedValue(len(v))
+		}
+	}
+	return r
+}
+
+// encodeObjects renders one object (single) or a List as JSON, Secrets
+// redacted unless showSecrets.
+func encodeObjects(objs []manifests.Object, single, showSecrets bool) ([]byte, error) {
 	for _, obj := range objs {
 		if err := manifests.SetKind(obj); err != nil {
 			return nil, err
@@ -56,19 +93,34 @@ func encodeObjects(objs []manifests.Object, single bool) ([]byte, error) {
 	}
 	var v any
 	if single && len(objs) == 1 {
-		v = objs[0]
+		v = printable(objs[0], showSecrets)
 	} else {
-		l := listObject{APIVersion: "v1", Kind: "List", Items: objs}
-		if l.Items == nil {
-			l.Items = []manifests.Object{}
+		l := listObject{APIVersion: "v1", Kind: "List", Items: make([]any, 0, len(objs))}
+		for _, obj := range objs {
+			l.Items = append(l.Items, printable(obj, showSecrets))
 		}
 		v = l
 	}
-	return json.MarshalIndent(v, "", "    ")
+	// Not escaping <, > and & keeps "<redacted: N bytes>" readable.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "    ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// printObjects writes objs as json, yaml or names.
+// printObjects writes objs as json, yaml or names, with the values of
+// Secrets redacted.
 func printObjects(w io.Writer, format string, objs []manifests.Object, single bool) error {
+	return printObjectsShowing(w, format, objs, single, false)
+}
+
+// printObjectsShowing is printObjects that prints the values of Secrets
+// when showSecrets.
+func printObjectsShowing(w io.Writer, format string, objs []manifests.Object, single, showSecrets bool) error {
 	switch format {
 	case outputName:
 		for _, obj := range objs {
@@ -76,14 +128,14 @@ func printObjects(w io.Writer, format string, objs []manifests.Object, single bo
 		}
 		return nil
 	case outputJSON:
-		data, err := encodeObjects(objs, single)
+		data, err := encodeObjects(objs, single, showSecrets)
 		if err != nil {
 			return fmt.Errorf("encode json: %w", err)
 		}
 		_, err = fmt.Fprintf(w, "%s\n", data)
 		return err
 	case outputYAML:
-		data, err := encodeObjects(objs, single)
+		data, err := encodeObjects(objs, single, showSecrets)
 		if err != nil {
 			return fmt.Errorf("encode yaml: %w", err)
 		}
@@ -95,19 +147,19 @@ func printObjects(w io.Writer, format string, objs []manifests.Object, single bo
 		return err
 	}
 	if expr, ok := strings.CutPrefix(format, outputJSONPath); ok {
-		return printJSONPath(w, expr, objs, single)
+		return printJSONPath(w, expr, objs, single, showSecrets)
 	}
 	return fmt.Errorf("output format %q cannot print objects", format)
 }
 
 // printJSONPath evaluates expr against the object (single) or the List, as
 // kubectl does, and prints the values without a trailing newline.
-func printJSONPath(w io.Writer, expr string, objs []manifests.Object, single bool) error {
+func printJSONPath(w io.Writer, expr string, objs []manifests.Object, single, showSecrets bool) error {
 	p, err := parseJSONPath(expr)
 	if err != nil {
 		return err
 	}
-	data, err := encodeObjects(objs, single)
+	data, err := encodeObjects(objs, single, showSecrets)
 	if err != nil {
 		return fmt.Errorf("encode for jsonpath: %w", err)
 	}

@@ -59,7 +59,7 @@ func (s *Store) List(ctx context.Context, resource, namespace string, sel manife
 			delete(byKey, e.Key())
 			continue
 		}
-		obj, err := decode(e.Key(), e.Value(), e.Revision())
+		obj, err := s.decode(e.Key(), e.Value(), e.Revision())
 		if err != nil {
 			return nil, 0, fmt.Errorf("list %s: %w", k.Resource, err)
 		}

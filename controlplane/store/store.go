@@ -23,11 +23,16 @@ import (
 type Store struct {
 	kv  jetstream.KeyValue
 	now func() time.Time
+	kr  *Keyring // encrypts Secrets at rest when set (secrets.go)
 }
 
 // New returns a store over kv, the edge-objects bucket.
-func New(kv jetstream.KeyValue) *Store {
-	return &Store{kv: kv, now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }}
+func New(kv jetstream.KeyValue, opts ...Option) *Store {
+	s := &Store{kv: kv, now: func() time.Time { return time.Now().UTC().Truncate(time.Second) }}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // target resolves obj's resource and the namespace it is stored under.
@@ -62,7 +67,18 @@ func resolve(resource, namespace string) (manifests.Kind, string, error) {
 	return k, namespace, nil
 }
 
-// encode returns obj's stored form: kind set, resourceVersion stripped.
+// encode returns obj's stored form under key: kind set, resourceVersion
+// stripped, a Secret's data encrypted.
+func (s *Store) encode(key string, obj manifests.Object) ([]byte, error) {
+	data, err := encode(obj)
+	if err != nil {
+		return nil, err
+	}
+	return s.seal(key, data)
+}
+
+// encode returns obj's stored form in clear: kind set, resourceVersion
+// stripped.
 func encode(obj manifests.Object) ([]byte, error) {
 	if err := manifests.SetKind(obj); err != nil {
 		return nil, err
@@ -78,8 +94,19 @@ func encode(obj manifests.Object) ([]byte, error) {
 	return data, nil
 }
 
-// decode reads a stored value and sets its resourceVersion to rev.
-func decode(key string, value []byte, rev uint64) (manifests.Object, error) {
+// decode reads a stored value (decrypting a Secret) and sets its
+// resourceVersion to rev.
+func (s *Store) decode(key string, value []byte, rev uint64) (manifests.Object, error) {
+	clear, _, err := s.open(key, value)
+	if err != nil {
+		return nil, err
+	}
+	return decodeClear(key, clear, rev)
+}
+
+// decodeClear reads a stored value in clear and sets its resourceVersion
+// to rev.
+func decodeClear(key string, value []byte, rev uint64) (manifests.Object, error) {
 	obj, err := manifests.FromJSON(value)
 	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", key, err)
@@ -180,11 +207,11 @@ func (s *Store) create(ctx context.Context, obj manifests.Object) (manifests.Obj
 	meta.CreationTimestamp = s.now()
 	meta.Generation = 1
 	meta.ResourceVersion = ""
-	data, err := encode(obj)
+	key := messaging.ObjectKey(k.Resource, ns, meta.Name)
+	data, err := s.encode(key, obj)
 	if err != nil {
 		return nil, err
 	}
-	key := messaging.ObjectKey(k.Resource, ns, meta.Name)
 	rev, err := s.kv.Create(ctx, key, data)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err) {
@@ -242,7 +269,7 @@ func (s *Store) Update(ctx context.Context, obj manifests.Object) (manifests.Obj
 	if changed {
 		meta.Generation++
 	}
-	data, err := encode(obj)
+	data, err := s.encode(key, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +327,7 @@ func (s *Store) get(ctx context.Context, key, resource, name string) (manifests.
 		}
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	return decode(key, e.Value(), e.Revision())
+	return s.decode(key, e.Value(), e.Revision())
 }
 
 // Delete removes an object and returns it as it was last stored. With rev
@@ -323,7 +350,11 @@ func (s *Store) Delete(ctx context.Context, resource, namespace, name string, re
 		if rev > 0 && e.Revision() != rev {
 			return nil, conflict(k.Resource, name)
 		}
-		obj, err := decode(key, e.Value(), e.Revision())
+		obj, err := s.decode(key, e.Value(), e.Revision())
+		if err != nil && isSecretKey(key) {
+			// A secret whose key is gone can still be deleted.
+			obj, err = decodeClear(key, clearPart(e.Value()), e.Revision())
+		}
 		if err != nil {
 			return nil, err
 		}

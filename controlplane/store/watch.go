@@ -51,7 +51,7 @@ func (s *Store) watch(ctx context.Context, what, keyFilter string) (<-chan Event
 	go func() {
 		defer close(out)
 		defer w.Stop()
-		run(ctx, w.Updates(), out)
+		s.run(ctx, w.Updates(), out)
 	}()
 	return out, nil
 }
@@ -59,7 +59,7 @@ func (s *Store) watch(ctx context.Context, what, keyFilter string) (<-chan Event
 // run turns KV entries into events until ctx is done or updates closes.
 // Every event carries its own decoded object, so receivers may keep or
 // change it.
-func run(ctx context.Context, updates <-chan jetstream.KeyValueEntry, out chan<- Event) {
+func (s *Store) run(ctx context.Context, updates <-chan jetstream.KeyValueEntry, out chan<- Event) {
 	known := map[string][]byte{} // key -> last stored value
 	synced := false
 	var last uint64
@@ -96,7 +96,7 @@ func run(ctx context.Context, updates <-chan jetstream.KeyValueEntry, out chan<-
 				if !ok {
 					continue
 				}
-				obj, err := decode(key, known[key], rev)
+				obj, err := s.decode(key, known[key], rev)
 				if err != nil {
 					continue // not an object this code can read
 				}
@@ -123,7 +123,7 @@ func run(ctx context.Context, updates <-chan jetstream.KeyValueEntry, out chan<-
 			if !had {
 				continue
 			}
-			obj, err := decode(key, prev, e.Revision())
+			obj, err := s.decode(key, prev, e.Revision())
 			if err != nil {
 				continue
 			}
@@ -141,7 +141,7 @@ func run(ctx context.Context, updates <-chan jetstream.KeyValueEntry, out chan<-
 			initial[key] = e.Revision()
 			continue
 		}
-		obj, err := decode(key, e.Value(), e.Revision())
+		obj, err := s.decode(key, e.Value(), e.Revision())
 		if err != nil {
 			continue
 		}

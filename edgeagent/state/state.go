@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -23,7 +24,8 @@ var (
 
 // DB is the agent's state database.
 type DB struct {
-	db *bolt.DB
+	db  *bolt.DB
+	key []byte // encrypts secret refs (seal.go)
 }
 
 // Pod is everything the agent keeps about one assigned pod.
@@ -69,8 +71,14 @@ func Key(namespace, name, uid string) string { return namespace + "/" + name + "
 // RefKey is the key of a configmap or secret in Pod.Refs.
 func RefKey(resource, name string) string { return resource + "/" + name }
 
-// Open opens (creating when missing) the database at path.
+// Open opens (creating when missing) the database at path. The secrets it
+// keeps are encrypted with the key in KeyFileName beside it (created on
+// first open).
 func Open(path string) (*DB, error) {
+	key, err := loadKey(filepath.Join(filepath.Dir(path), KeyFileName))
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
@@ -87,7 +95,7 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open state %s: create buckets: %w", path, err)
 	}
-	return &DB{db: db}, nil
+	return &DB{db: db, key: key}, nil
 }
 
 // Close closes the database.
@@ -105,6 +113,7 @@ func (d *DB) Pods() ([]*Pod, error) {
 			if p.Pod == nil {
 				return fmt.Errorf("decode pod %s: no pod object", k)
 			}
+			d.openRefs(&p)
 			out = append(out, &p)
 			return nil
 		})
@@ -127,7 +136,11 @@ func (d *DB) Batch(puts []*Pod, deletes []string) error {
 			if p.Pod == nil {
 				return errors.New("pod record without a pod object")
 			}
-			v, err := json.Marshal(p)
+			sealed, err := d.sealRefs(p)
+			if err != nil {
+				return fmt.Errorf("encrypt secrets of pod %s: %w", p.Key(), err)
+			}
+			v, err := json.Marshal(sealed)
 			if err != nil {
 				return fmt.Errorf("encode pod %s: %w", p.Key(), err)
 			}
