@@ -102,7 +102,9 @@ func wasmPorts(ports []manifests.ContainerPort) []runtime.PortMapping {
 }
 
 // mounts prepares the pod volumes a container mounts: emptyDir under the
-// pod directory, hostPath as is, configMap and secret keys written as files.
+// pod directory, hostPath where the node's HostPathPolicy allows it,
+// configMap and secret keys written as files. A subPath must stay inside
+// its volume.
 func (w *podWorker) mounts(ctx context.Context, pod *manifests.Pod, spec *manifests.Container, src *podSources) ([]runtime.Mount, error) {
 	vols := map[string]manifests.Volume{}
 	for _, v := range pod.Spec.Volumes {
@@ -119,7 +121,9 @@ func (w *podWorker) mounts(ctx context.Context, pod *manifests.Pod, spec *manife
 			return nil, err
 		}
 		if vm.SubPath != "" {
-			host = filepath.Join(host, filepath.Clean("/"+vm.SubPath))
+			if host, err = confineSubPath(v.Name, host, vm.SubPath); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, runtime.Mount{HostPath: host, ContainerPath: vm.MountPath, ReadOnly: vm.ReadOnly})
 	}
@@ -130,12 +134,18 @@ func (w *podWorker) volumePath(ctx context.Context, pod *manifests.Pod, v manife
 	dir := filepath.Join(w.a.podDir(pod), "volumes", v.Name)
 	switch {
 	case v.HostPath != nil:
+		// Only under the prefixes the node allows (--allow-host-path),
+		// links resolved; the resolved path is what gets mounted.
+		path, err := w.a.cfg.HostPaths.Check(v.Name, v.HostPath.Path)
+		if err != nil {
+			return "", err
+		}
 		if v.HostPath.Type == "DirectoryOrCreate" {
-			if err := os.MkdirAll(v.HostPath.Path, 0o755); err != nil {
+			if err := os.MkdirAll(path, 0o755); err != nil {
 				return "", fmt.Errorf("volume %s: %w", v.Name, err)
 			}
 		}
-		return v.HostPath.Path, nil
+		return path, nil
 	case v.EmptyDir != nil:
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", fmt.Errorf("volume %s: %w", v.Name, err)

@@ -21,6 +21,37 @@ type manifestSource struct {
 // manifestExts are the file extensions read from a directory.
 var manifestExts = map[string]bool{".yaml": true, ".yml": true, ".json": true}
 
+// Size caps of -f input, so that a huge file, /dev/zero or an endless
+// stdin is refused after reading a few megabytes: one file (or stdin) is
+// at most what manifests.Decode accepts, all of them together at most
+// maxTotalSourceBytes.
+const (
+	maxSourceBytes      = manifests.MaxInputBytes
+	maxTotalSourceBytes = 64 << 20
+)
+
+// readLimited reads r to its end, refusing more than max bytes.
+func readLimited(name string, r io.Reader, max int) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(data) > max {
+		return nil, fmt.Errorf("%s: larger than %d bytes (%d MiB), the limit of one manifest file: split it into several files", name, max, max>>20)
+	}
+	return data, nil
+}
+
+// readFileLimited reads a file of at most max bytes.
+func readFileLimited(path string, max int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	return readLimited(path, f, max)
+}
+
 // readSources reads every -f argument: "-" is stdin, a directory holds
 // *.yaml, *.yml and *.json files (recursively with recursive).
 func readSources(stdin io.Reader, paths []string, recursive bool) ([]manifestSource, error) {
@@ -28,6 +59,14 @@ func readSources(stdin io.Reader, paths []string, recursive bool) ([]manifestSou
 		return nil, fmt.Errorf("must specify one of -f")
 	}
 	var out []manifestSource
+	total := 0
+	add := func(src manifestSource) error {
+		if total += len(src.Data); total > maxTotalSourceBytes {
+			return fmt.Errorf("%s: the files given with -f hold more than %d MiB together: apply them in several runs", src.Name, maxTotalSourceBytes>>20)
+		}
+		out = append(out, src)
+		return nil
+	}
 	stdinUsed := false
 	for _, p := range paths {
 		if p == "-" {
@@ -35,11 +74,13 @@ func readSources(stdin io.Reader, paths []string, recursive bool) ([]manifestSou
 				return nil, fmt.Errorf("-f - given more than once")
 			}
 			stdinUsed = true
-			data, err := io.ReadAll(stdin)
+			data, err := readLimited("STDIN", stdin, maxSourceBytes)
 			if err != nil {
-				return nil, fmt.Errorf("read STDIN: %w", err)
+				return nil, err
 			}
-			out = append(out, manifestSource{Name: "STDIN", Data: data})
+			if err := add(manifestSource{Name: "STDIN", Data: data}); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		fi, err := os.Stat(p)
@@ -47,11 +88,13 @@ func readSources(stdin io.Reader, paths []string, recursive bool) ([]manifestSou
 			return nil, fmt.Errorf("the path %q does not exist", p)
 		}
 		if !fi.IsDir() {
-			data, err := os.ReadFile(p)
+			data, err := readFileLimited(p, maxSourceBytes)
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", p, err)
+				return nil, err
 			}
-			out = append(out, manifestSource{Name: p, Data: data})
+			if err := add(manifestSource{Name: p, Data: data}); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		files, err := dirManifests(p, recursive)
@@ -59,11 +102,13 @@ func readSources(stdin io.Reader, paths []string, recursive bool) ([]manifestSou
 			return nil, err
 		}
 		for _, f := range files {
-			data, err := os.ReadFile(f)
+			data, err := readFileLimited(f, maxSourceBytes)
 			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", f, err)
+				return nil, err
 			}
-			out = append(out, manifestSource{Name: f, Data: data})
+			if err := add(manifestSource{Name: f, Data: data}); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil

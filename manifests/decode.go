@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -50,7 +49,7 @@ func (e *DecodeError) Error() string {
 	if e.Kind != "" {
 		what := e.Kind
 		if e.Name != "" {
-			what += fmt.Sprintf(" %q", e.Name)
+			what += fmt.Sprintf(" %q", clip(e.Name))
 		}
 		if b.Len() > 0 {
 			what = " (" + what + ")"
@@ -118,19 +117,7 @@ func checkInput(data []byte) error {
 	if len(data) > MaxInputBytes {
 		return fmt.Errorf("input is %d bytes, more than the limit of %d", len(data), MaxInputBytes)
 	}
-	if !utf8.Valid(data) {
-		off := 0
-		for off < len(data) {
-			r, size := utf8.DecodeRune(data[off:])
-			if r == utf8.RuneError && size <= 1 {
-				break
-			}
-			off += size
-		}
-		line := bytes.Count(data[:off], []byte{'\n'}) + 1
-		return fmt.Errorf("input is not valid UTF-8 (line %d, byte offset %d)", line, off)
-	}
-	return nil
+	return InvalidUTF8(data)
 }
 
 func decodeYAMLStream(data []byte) (objs []Object, err error) {
@@ -141,13 +128,16 @@ func decodeYAMLStream(data []byte) (objs []Object, err error) {
 	}()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	doc := 0
-	for {
+	for read := 1; ; read++ {
 		var n yaml.Node
 		if err := dec.Decode(&n); err != nil {
 			if errors.Is(err, io.EOF) {
 				return objs, nil
 			}
 			return nil, fmt.Errorf("document %d: %w", doc+1, err)
+		}
+		if read > MaxDocuments {
+			return nil, tooManyDocuments()
 		}
 		content := &n
 		if n.Kind == yaml.DocumentNode {
@@ -164,7 +154,9 @@ func decodeYAMLStream(data []byte) (objs []Object, err error) {
 		if err != nil {
 			return nil, err
 		}
-		objs = append(objs, got...)
+		if objs = append(objs, got...); len(objs) > MaxDocuments {
+			return nil, tooManyDocuments()
+		}
 	}
 }
 
@@ -180,11 +172,16 @@ func decodeJSONStream(data []byte) ([]Object, error) {
 		if err != nil {
 			return nil, fmt.Errorf("document %d: decode JSON: %w", doc, err)
 		}
+		if doc > MaxDocuments {
+			return nil, tooManyDocuments()
+		}
 		got, err := decodeDocument(node, doc)
 		if err != nil {
 			return nil, err
 		}
-		objs = append(objs, got...)
+		if objs = append(objs, got...); len(objs) > MaxDocuments {
+			return nil, tooManyDocuments()
+		}
 	}
 }
 
@@ -192,7 +189,7 @@ func decodeJSONStream(data []byte) ([]Object, error) {
 // JSON and YAML input share one strict walker (and key order is kept).
 func jsonNode(dec *json.Decoder, depth int) (*yaml.Node, error) {
 	if depth > MaxNestingDepth {
-		return nil, fmt.Errorf("nesting deeper than %d levels", MaxNestingDepth)
+		return nil, &jsonPathError{reason: fmt.Sprintf("nesting deeper than %d levels", MaxNestingDepth)}
 	}
 	tok, err := dec.Token()
 	if err != nil {
@@ -217,7 +214,7 @@ func jsonNode(dec *json.Decoder, depth int) (*yaml.Node, error) {
 				}
 				v, err := jsonNode(dec, depth+1)
 				if err != nil {
-					return nil, err
+					return nil, within(err, key, -1)
 				}
 				n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, v)
 			}
@@ -228,9 +225,14 @@ func jsonNode(dec *json.Decoder, depth int) (*yaml.Node, error) {
 		case '[':
 			n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq"}
 			for dec.More() {
+				if len(n.Content) == MaxListItems {
+					// Refused before the items are read: a long list of
+					// small items costs more to tokenize than to send.
+					return nil, &jsonPathError{reason: fmt.Sprintf("too many: more than %d items", MaxListItems)}
+				}
 				v, err := jsonNode(dec, depth+1)
 				if err != nil {
-					return nil, err
+					return nil, within(err, "", len(n.Content))
 				}
 				n.Content = append(n.Content, v)
 			}
@@ -305,6 +307,9 @@ func (w *walker) decodeList(n *yaml.Node, doc int) ([]Object, error) {
 	var objs []Object
 	if items == nil || isNull(items) {
 		return nil, nil
+	}
+	if len(items.Content) > MaxDocuments {
+		return nil, tooManyDocuments()
 	}
 	for i, it := range items.Content {
 		iw := &walker{expanded: w.expanded}
@@ -592,6 +597,10 @@ func (w *walker) value(n *yaml.Node, t reflect.Type, path string, depth int) any
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			w.errorf(path, "expected a list, got %s", describe(n))
+			return nil
+		}
+		if len(n.Content) > MaxListItems {
+			w.errorf(path, "too many: %d items, must have at most %d", len(n.Content), MaxListItems)
 			return nil
 		}
 		out := make([]any, 0, len(n.Content))

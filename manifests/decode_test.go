@@ -205,7 +205,9 @@ func TestDecodeJSONStrict(t *testing.T) {
 		{`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}} {}`, `decode JSON: unexpected data after the object`},
 		{`[1]`, `expected an object (a mapping), got list`},
 		{`{"apiVersion":"v1","kind":"List","items":[]}`, `decode JSON: want exactly one object, got 0`},
-		{"{\"kind\":\"\xff\"}", `input is not valid UTF-8 (line 1, byte offset 9)`},
+		{"{\"kind\":\"\xff\"}", `kind: invalid value: not valid UTF-8 (byte offset 9)`},
+		{"{\"metadata\":{\"labels\":{\"a\":\"ok\",\"app\":\"x\xc3\"}}}", `metadata.labels.app: invalid value: not valid UTF-8 (byte offset 40)`},
+		{"{\"spec\":{\"containers\":[{},{\"env\":[{\"n\xffame\":1}]}]}}", `spec.containers[1].env[0]: invalid field name "n\ufffdame": not valid UTF-8 (byte offset 37)`},
 	} {
 		_, err := DecodeJSONStrict([]byte(tt.in))
 		if err == nil || err.Error() != tt.want {

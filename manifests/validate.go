@@ -76,12 +76,12 @@ func (l *errList) result() error {
 	if len(l.errs) == 0 {
 		return nil
 	}
-	return l.errs
+	return capErrors(l.errs)
 }
 
 func quote(v any) string {
 	if s, ok := v.(string); ok {
-		return strconv.Quote(s)
+		return strconv.Quote(clip(s))
 	}
 	return fmt.Sprint(v)
 }
@@ -154,7 +154,7 @@ func validateMeta(l *errList, m *ObjectMeta, k Kind) {
 	case "Namespace":
 		nameCheck = ValidateDNSLabel
 	case "Event":
-		nameCheck = validatePathSegment
+		nameCheck = validateEventName
 	}
 	switch {
 	case m.Name != "":
@@ -225,6 +225,9 @@ func validateQualifiedName(l *errList, p, v string) {
 }
 
 func validateLabels(l *errList, labels map[string]string, p string) {
+	if l.tooMany(p, len(labels), MaxLabels) {
+		return
+	}
 	for _, key := range sortedKeys(labels) {
 		if err := ValidateLabelKey(key); err != nil {
 			l.invalid(p, key, "name "+err.Error())
@@ -322,6 +325,9 @@ func validatePodDNSConfig(l *errList, s *PodSpec, p string) {
 }
 
 func validatePodSpec(l *errList, s *PodSpec, p string) {
+	if !podSpecWithinLimits(l, s, p) {
+		return
+	}
 	vols := map[string]bool{}
 	for i, v := range s.Volumes {
 		validateVolume(l, &v, fmt.Sprintf("%s.volumes[%d]", p, i), vols)

@@ -114,22 +114,22 @@ func (c *container) start(ctx context.Context, rt wazero.Runtime) error {
 		}
 		return nil
 	}
-	sockCtx, portEnv, err := withListeners(context.Background(), c.cfg.Ports, len(c.cfg.Mounts))
+	fsCfg, unmount, err := confinedMounts(c.cfg.Mounts)
 	if err != nil {
 		if logs != nil {
 			_ = logs.Close()
 		}
 		return err
 	}
-	runCtx, cancel := context.WithCancel(sockCtx)
-	fsCfg := wazero.NewFSConfig()
-	for _, m := range c.cfg.Mounts {
-		if m.ReadOnly {
-			fsCfg = fsCfg.WithReadOnlyDirMount(m.HostPath, m.ContainerPath)
-		} else {
-			fsCfg = fsCfg.WithDirMount(m.HostPath, m.ContainerPath)
+	sockCtx, portEnv, err := withListeners(context.Background(), c.cfg.Ports, len(c.cfg.Mounts))
+	if err != nil {
+		unmount()
+		if logs != nil {
+			_ = logs.Close()
 		}
+		return err
 	}
+	runCtx, cancel := context.WithCancel(sockCtx)
 	modCfg := wazero.NewModuleConfig().
 		WithName(c.id).
 		WithArgs(c.args()...).
@@ -157,7 +157,10 @@ func (c *container) start(ctx context.Context, rt wazero.Runtime) error {
 	c.cancel = cancel
 	c.memory = limiter
 	c.done = make(chan struct{})
-	go c.run(experimental.WithMemoryAllocator(runCtx, limiter), rt, modCfg, logs)
+	go func() {
+		defer unmount()
+		c.run(experimental.WithMemoryAllocator(runCtx, limiter), rt, modCfg, logs)
+	}()
 	return nil
 }
 
