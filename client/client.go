@@ -15,10 +15,21 @@ import (
 // Client talks to the control plane API over NATS request/reply.
 type Client struct {
 	nc *nats.Conn
+	// node, when set, sends the requests as the agent of that node.
+	node string
 }
 
 // New wraps an existing connection. The caller keeps ownership of nc.
-func New(nc *nats.Conn) *Client { return &Client{nc: nc} }
+func New(nc *nats.Conn, opts ...Option) *Client {
+	c := &Client{nc: nc}
+	if node, ok := boundNodes.Load(nc); ok {
+		c.node = node.(string)
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
 
 // Conn returns the underlying NATS connection.
 func (c *Client) Conn() *nats.Conn { return c.nc }
@@ -37,10 +48,14 @@ func (c *Client) call(ctx context.Context, verb string, req, out any) error {
 		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
 		defer cancel()
 	}
-	msg, err := c.nc.RequestWithContext(ctx, messaging.APISubject(verb), body)
+	subject := c.subject(verb)
+	msg, err := c.request(ctx, subject, body)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return Errorf(CodeUnavailable, "the control plane API is not reachable (no responders on %s)", messaging.APISubject(verb))
+			return Errorf(CodeUnavailable, "the control plane API is not reachable (no responders on %s)", subject)
+		}
+		if CodeOf(err) == CodeForbidden {
+			return err
 		}
 		return Errorf(CodeUnavailable, "%s: %v", verb, err)
 	}

@@ -70,6 +70,9 @@ type Config struct {
 	// (host:port, or DNSAddrGateway for port 53 of the pod bridge gateway);
 	// empty: no DNS server.
 	DNSAddr string
+	// HostPaths says which hostPath volumes pods may use
+	// (--allow-host-path); nil refuses them all.
+	HostPaths *HostPathPolicy
 }
 
 func (c *Config) defaults() error {
@@ -163,6 +166,9 @@ func Run(ctx context.Context, nc *nats.Conn, cfg Config) error {
 		return err
 	}
 	defer a.db.Close()
+	// Every API client made on nc (services, pod network) speaks as
+	// this node: its credentials allow nothing else.
+	defer client.BindNode(nc, a.cfg.NodeName)()
 	if a.pnet != nil {
 		defer a.pnet.Close()
 	}
@@ -182,7 +188,7 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	api := newAPI(nc)
+	api := newNodeAPI(nc, cfg.NodeName)
 	a := &Agent{
 		cfg:        cfg,
 		log:        cfg.Logger.With("node", cfg.NodeName),
@@ -194,6 +200,7 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 		registered: make(chan struct{}),
 		gone:       map[string]*podWorker{},
 	}
+	a.mods.setLogger(a.log)
 	a.st = newStatusQueue(api, a.log)
 	if err := a.st.withOutbox(db); err != nil {
 		db.Close()
@@ -273,7 +280,7 @@ func (a *Agent) run(ctx context.Context) error {
 	})
 	a.goRun(func() { a.registerLoop(ctx) })
 	if a.pnet != nil {
-		a.goRun(func() { a.pnet.Run(ctx, client.New(a.nc)) })
+		a.goRun(func() { a.pnet.Run(ctx, client.New(a.nc, client.AsNode(a.cfg.NodeName))) })
 	}
 	if a.svc != nil {
 		a.goRun(func() { a.svc.run(ctx) })

@@ -25,6 +25,12 @@ type API interface {
 
 func newAPI(nc *nats.Conn) API { return &connAPI{c: client.New(nc), nc: nc} }
 
+// newNodeAPI talks to the control plane as the agent of node: on the
+// node-scoped API subjects, which are all a node's credentials allow.
+func newNodeAPI(nc *nats.Conn, node string) API {
+	return &connAPI{c: client.New(nc, client.AsNode(node)), nc: nc}
+}
+
 // connAPI fails fast while the connection is down instead of waiting for
 // a request timeout, so offline pods start from the local state at once.
 type connAPI struct {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/edgeorch/edgeorch/messaging/auth"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 )
@@ -40,6 +42,9 @@ type options struct {
 	streams        IOStreams
 	server         string
 	creds          string
+	tlsCA          string
+	tlsCert        string
+	tlsKey         string
 	namespace      string
 	allNamespaces  bool
 	requestTimeout time.Duration
@@ -61,8 +66,19 @@ func (o *options) client(ctx context.Context) (*client.Client, error) {
 	// Once connected, ride out a control-plane restart (wait, get -w, logs -f).
 	opts := []nats.Option{nats.Name("edgectl"), nats.Timeout(timeout), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
 	if o.creds != "" {
-		opts = append(opts, nats.UserCredentials(o.creds))
+		// The creds' own inbox prefix: a readonly user may subscribe
+		// only there.
+		credsOpts, err := auth.CredsOptions(o.creds)
+		if err != nil {
+			return nil, fmt.Errorf("--creds: %w", err)
+		}
+		opts = append(opts, credsOpts...)
 	}
+	tlsOpts, err := messaging.ClientTLS(o.tlsCA, o.tlsCert, o.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-ca/--tls-cert/--tls-key: %w", err)
+	}
+	opts = append(opts, tlsOpts...)
 	type result struct {
 		nc  *nats.Conn
 		err error
@@ -148,7 +164,10 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.server, "server", server, "NATS URL of the control plane (env EDGE_SERVER)")
-	pf.StringVar(&o.creds, "creds", "", "NATS credentials file")
+	pf.StringVar(&o.creds, "creds", os.Getenv("EDGE_CREDS"), "NATS credentials file, e.g. <control-plane data-dir>/auth/admin.creds (env EDGE_CREDS)")
+	pf.StringVar(&o.tlsCA, "tls-ca", os.Getenv("EDGE_TLS_CA"), "CA file (PEM) that verifies the server's TLS certificate, e.g. the control plane's <data-dir>/tls/ca.pem (env EDGE_TLS_CA)")
+	pf.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM) for a server that requires one; needs --tls-key")
+	pf.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
 	pf.StringVarP(&o.namespace, "namespace", "n", "default", "namespace of the request")
 	pf.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "list across all namespaces")
 	pf.DurationVar(&o.requestTimeout, "request-timeout", 10*time.Second, "how long to wait for one server request")
@@ -172,6 +191,8 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 		newRolloutCmd(o),
 		newScaleCmd(o),
 		newPrepullCmd(o),
+		newTokenCmd(o),
+		newNodeCmd(o),
 	)
 	return root, o
 }
@@ -213,7 +234,11 @@ type connectError struct {
 }
 
 func (e *connectError) Error() string {
-	return fmt.Sprintf("Unable to connect to the server at %s: %v", e.server, e.err)
+	msg := fmt.Sprintf("Unable to connect to the server at %s: %v", e.server, e.err)
+	if hint := messaging.TLSHint(e.err, "--tls-ca FILE (env EDGE_TLS_CA)"); hint != "" {
+		msg += "\n" + hint
+	}
+	return msg
 }
 func (e *connectError) Unwrap() error { return e.err }
 

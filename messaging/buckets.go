@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -14,7 +15,15 @@ type Buckets struct {
 	Assignments jetstream.KeyValue
 	Leases      jetstream.KeyValue
 	Modules     jetstream.ObjectStore
+	// JoinTokens holds the join tokens (hashed); entries expire after
+	// MaxJoinTokenTTL plus a day.
+	JoinTokens jetstream.KeyValue
+	// NodeKeys records the user keys issued to each node.
+	NodeKeys jetstream.KeyValue
 }
+
+// MaxJoinTokenTTL bounds the lifetime of a join token.
+const MaxJoinTokenTTL = 30 * 24 * time.Hour
 
 // BucketOptions tune how the buckets are created. The zero value is a
 // single-replica file store.
@@ -41,7 +50,7 @@ func (o BucketOptions) storage() jetstream.StorageType {
 
 // OpenBuckets opens the buckets, creating those that do not exist yet.
 func OpenBuckets(ctx context.Context, js jetstream.JetStream, opts BucketOptions) (*Buckets, error) {
-	kv := func(name, desc string) (jetstream.KeyValue, error) {
+	kv := func(name, desc string, maxAge ...time.Duration) (jetstream.KeyValue, error) {
 		b, err := js.KeyValue(ctx, name)
 		if err == nil {
 			return b, nil
@@ -55,6 +64,7 @@ func OpenBuckets(ctx context.Context, js jetstream.JetStream, opts BucketOptions
 			History:     1,
 			Replicas:    opts.replicas(),
 			Storage:     opts.storage(),
+			TTL:         append(maxAge, 0)[0],
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			b, err = js.KeyValue(ctx, name)
@@ -75,6 +85,12 @@ func OpenBuckets(ctx context.Context, js jetstream.JetStream, opts BucketOptions
 	if b.Leases, err = kv(BucketLeases, "node heartbeats"); err != nil {
 		return nil, err
 	}
+	if b.JoinTokens, err = kv(BucketJoinTokens, "join tokens (hashed)", MaxJoinTokenTTL+24*time.Hour); err != nil {
+		return nil, err
+	}
+	if b.NodeKeys, err = kv(BucketNodeKeys, "user keys issued to nodes"); err != nil {
+		return nil, err
+	}
 	b.Modules, err = js.ObjectStore(ctx, StoreModules)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		b.Modules, err = js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -84,6 +100,12 @@ func OpenBuckets(ctx context.Context, js jetstream.JetStream, opts BucketOptions
 			Storage:     opts.storage(),
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
+			if b.JoinTokens, err = kv(BucketJoinTokens, "join tokens (hashed)", MaxJoinTokenTTL+24*time.Hour); err != nil {
+				return nil, err
+			}
+			if b.NodeKeys, err = kv(BucketNodeKeys, "user keys issued to nodes"); err != nil {
+				return nil, err
+			}
 			b.Modules, err = js.ObjectStore(ctx, StoreModules)
 		}
 	}

@@ -2,9 +2,11 @@ package messaging
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -23,6 +25,72 @@ type ServerConfig struct {
 	ServerName string
 	// Logging enables the server's own log output (to stderr).
 	Logging bool
+	// Auth runs the server in operator mode (JWT authentication, see
+	// messaging/auth); nil accepts every client (dev mode).
+	Auth *OperatorAuth
+	// TLS, if not nil, makes the server accept TLS connections only
+	// (see NewServerTLS); its URL is then tls://.
+	TLS *tls.Config
+	// TLSVerify requires a client certificate (set with TLS.ClientCAs).
+	TLSVerify bool
+}
+
+// OperatorAuth is what operator mode needs: the operator's JWT and the
+// JWTs of the system account and of the other accounts, held by a memory
+// resolver that UpdateAccount updates (revocations).
+type OperatorAuth struct {
+	OperatorJWT      string
+	SystemAccountJWT string
+	AccountJWTs      []string
+}
+
+// apply puts opts in operator mode.
+func (a *OperatorAuth) apply(opts *server.Options) error {
+	oc, err := jwt.DecodeOperatorClaims(a.OperatorJWT)
+	if err != nil {
+		return fmt.Errorf("operator JWT: %w", err)
+	}
+	sc, err := jwt.DecodeAccountClaims(a.SystemAccountJWT)
+	if err != nil {
+		return fmt.Errorf("system account JWT: %w", err)
+	}
+	res := &server.MemAccResolver{}
+	for _, raw := range append([]string{a.SystemAccountJWT}, a.AccountJWTs...) {
+		ac, err := jwt.DecodeAccountClaims(raw)
+		if err != nil {
+			return fmt.Errorf("account JWT: %w", err)
+		}
+		if err := res.Store(ac.Subject, raw); err != nil {
+			return fmt.Errorf("store account %s: %w", ac.Name, err)
+		}
+	}
+	opts.TrustedOperators = []*jwt.OperatorClaims{oc}
+	opts.SystemAccount = sc.Subject
+	opts.AccountResolver = res
+	return nil
+}
+
+// UpdateAccount pushes a new JWT of an account to the embedded server ns
+// (started with an OperatorAuth): clients of users it revokes are
+// disconnected at once and cannot connect again.
+func UpdateAccount(ns *server.Server, accountJWT string) error {
+	ac, err := jwt.DecodeAccountClaims(accountJWT)
+	if err != nil {
+		return fmt.Errorf("update account: %w", err)
+	}
+	res := ns.AccountResolver()
+	if res == nil {
+		return fmt.Errorf("update account %s: the server is not in operator mode", ac.Name)
+	}
+	if err := res.Store(ac.Subject, accountJWT); err != nil {
+		return fmt.Errorf("update account %s: %w", ac.Name, err)
+	}
+	acc, err := ns.LookupAccount(ac.Subject)
+	if err != nil {
+		return fmt.Errorf("update account %s: %w", ac.Name, err)
+	}
+	ns.UpdateAccountClaims(acc, ac)
+	return nil
 }
 
 // MaxPayload is the largest message the embedded server accepts: above the
@@ -56,6 +124,13 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
 		MaxPayload:             MaxPayload,
+		TLSConfig:              cfg.TLS,
+		TLSVerify:              cfg.TLS != nil && cfg.TLSVerify,
+	}
+	if cfg.Auth != nil {
+		if err := cfg.Auth.apply(opts); err != nil {
+			return nil, fmt.Errorf("start nats server: %w", err)
+		}
 	}
 	if cfg.SyncAlways {
 		// SyncInterval must be set for SyncAlways to be honoured as in a

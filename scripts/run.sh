@@ -6,8 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=.run
 SERVER=${EDGE_SERVER:-nats://127.0.0.1:4222}
-LISTEN=${SERVER#nats://}
-CTL=(bin/edgectl --server "$SERVER")
+LISTEN=${SERVER#*://}
+# NATS over TLS with the CA the control plane generates in its data dir;
+# EDGE_DEV=1 runs in dev mode instead (plaintext, see docs/security.md).
+CA=$RUN/controlplane/tls/ca.pem
+if [ -n "${EDGE_DEV:-}" ]; then CP_FLAGS=(--dev); TLS=(); else CP_FLAGS=(); TLS=(--tls-ca "$CA"); fi
+# Authentication is on outside dev mode: edgectl uses the admin creds the
+# control plane writes, the agent joins once with a join token.
+CREDS=$RUN/controlplane/auth/admin.creds
+if [ -n "${EDGE_DEV:-}" ]; then AUTH=(); else AUTH=(--creds "$CREDS"); fi
+CTL=(bin/edgectl --server "$SERVER" ${TLS[@]+"${TLS[@]}"} ${AUTH[@]+"${AUTH[@]}"})
 
 stop() {
   for p in agent controlplane; do
@@ -37,7 +45,8 @@ mkdir -p "$RUN"
 if running controlplane; then
   echo "control plane already running (pid $(cat $RUN/controlplane.pid)); 'make stop' first to start afresh"
 else
-  bin/edge-controlplane --data-dir "$RUN/controlplane" --listen "$LISTEN" >"$RUN/controlplane.log" 2>&1 &
+  bin/edge-controlplane --data-dir "$RUN/controlplane" --listen "$LISTEN" ${CP_FLAGS[@]+"${CP_FLAGS[@]}"} \
+    >"$RUN/controlplane.log" 2>&1 &
   echo $! >"$RUN/controlplane.pid"
   echo "control plane started (pid $!), NATS at $SERVER, log $RUN/controlplane.log"
 fi
@@ -47,7 +56,18 @@ if ! retry 20 "${CTL[@]}" get namespaces; then
   stop; exit 1
 fi
 if ! running agent; then
-  bin/edge-agent --server "$SERVER" --node-name local --data-dir "$RUN/agent" --labels site=local \
+  TOKEN=
+  if [ -z "${EDGE_DEV:-}" ]; then
+    # Credentials of an earlier control plane (its data dir was removed)
+    # are worthless: join again.
+    if [ -f "$RUN/agent/node.creds" ] && [ "$RUN/agent/node.creds" -ot "$RUN/controlplane/auth/operator.nk" ]; then
+      rm -f "$RUN/agent/node.creds"
+    fi
+    if [ ! -f "$RUN/agent/node.creds" ]; then
+      TOKEN=$("${CTL[@]}" token create --ttl 10m --node local)
+    fi
+  fi
+  EDGE_JOIN_TOKEN=$TOKEN bin/edge-agent --server "$SERVER" ${TLS[@]+"${TLS[@]}"} --node-name local --data-dir "$RUN/agent" --labels site=local \
     >"$RUN/agent.log" 2>&1 &
   echo $! >"$RUN/agent.pid"
   echo "agent 'local' started (pid $!), log $RUN/agent.log"
@@ -62,10 +82,16 @@ done
 "${CTL[@]}" wait --for=condition=Ready pod/hello --timeout=60s
 "${CTL[@]}" get pods -o wide
 
+TRY_TLS=
+if [ -z "${EDGE_DEV:-}" ]; then
+  TRY_TLS="
+  export EDGE_TLS_CA=\$PWD/$CA   # the control plane's CA (NATS over TLS)
+  export EDGE_CREDS=\$PWD/$CREDS   # admin; $RUN/controlplane/auth/readonly.creds reads only"
+fi
 cat <<EOT
 
 The cluster is running. Try:
-  export PATH=\$PWD/bin:\$PATH
+  export PATH=\$PWD/bin:\$PATH$TRY_TLS
   edgectl get nodes -o wide
   edgectl get pods -o wide
   edgectl logs -f hello              # a line with "hello" every second

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edgeorch/edgeagent"
+	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/edgeorch/edgeorch/runtime"
 	"github.com/edgeorch/edgeorch/runtime/oci"
 	"github.com/edgeorch/edgeorch/runtime/wasm"
@@ -37,6 +38,9 @@ type options struct {
 	podBridge                                                  string
 	serviceProxy                                               bool
 	dnsAddr                                                    string
+	tlsCA, tlsCert, tlsKey                                     string
+	creds, joinToken                                           string
+	allowHostPath                                              []string
 }
 
 func newCommand() *cobra.Command {
@@ -76,6 +80,15 @@ func newCommand() *cobra.Command {
 		"proxy Service ClusterIPs (on the dummy link edge-svc) and NodePorts to their endpoints (needs root)")
 	f.StringVar(&o.dnsAddr, "dns-addr", edgeagent.DNSAddrGateway,
 		`address (host:port) of the cluster DNS server; "gateway": port 53 of the pod bridge gateway (needs --pod-network); "" for none`)
+	f.StringArrayVar(&o.allowHostPath, "allow-host-path", nil,
+		"allow hostPath volumes under this absolute directory (repeatable; default: hostPath volumes are refused)")
+	f.StringVar(&o.tlsCA, "tls-ca", os.Getenv("EDGE_TLS_CA"),
+		"CA file (PEM) that verifies the control plane's TLS certificate, e.g. a copy of its <data-dir>/tls/ca.pem; requires TLS (env EDGE_TLS_CA)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "client certificate (PEM) for a control plane that requires one (--tls-client-ca); needs --tls-key")
+	f.StringVar(&o.tlsKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.StringVar(&o.creds, "creds", "", "NATS creds file of this node (default: <data-dir>/node.creds once joined)")
+	f.StringVar(&o.joinToken, "join-token", os.Getenv("EDGE_JOIN_TOKEN"),
+		"join token from `edgectl token create`, used once to get <data-dir>/node.creds (env EDGE_JOIN_TOKEN)")
 	return cmd
 }
 
@@ -104,6 +117,10 @@ func run(ctx context.Context, o options) error {
 	labels, err := parseLabels(o.labels)
 	if err != nil {
 		return err
+	}
+	tlsOpts, err := messaging.ClientTLS(o.tlsCA, o.tlsCert, o.tlsKey)
+	if err != nil {
+		return fmt.Errorf("--tls-ca/--tls-cert/--tls-key: %w", err)
 	}
 	if o.nodeName == "" {
 		return fmt.Errorf("--node-name: required (the hostname is unknown)")
@@ -134,9 +151,21 @@ func run(ctx context.Context, o options) error {
 		defer ociRT.Close(context.Background())
 		runtimes[ociRT.Name()] = ociRT
 	}
+	// The node's identity: --creds, else <data-dir>/node.creds (read
+	// offline), else a join with --join-token, else none (--dev).
+	credsOpts, credsPath, err := edgeagent.Credentials(ctx, edgeagent.CredsConfig{
+		Server: o.server, NodeName: o.nodeName, DataDir: o.dataDir,
+		CredsFile: o.creds, JoinToken: o.joinToken, Dial: tlsOpts, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if credsPath != "" {
+		log.Info("NATS credentials", "creds", credsPath)
+	}
 	// Connect in the background: the agent starts its pods from its local
 	// state while the control plane is unreachable.
-	nc, err := nats.Connect(o.server,
+	nc, err := nats.Connect(o.server, append(append(tlsOpts, credsOpts...),
 		nats.Name("edge-agent "+o.nodeName),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
@@ -146,8 +175,27 @@ func run(ctx context.Context, o options) error {
 				log.Warn("disconnected from the control plane", "err", err)
 			}
 		}),
+		// A TLS failure of the first attempt lands here (later attempts
+		// retry silently): say how to fix it.
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if hint := messaging.TLSHint(err, "--tls-ca FILE"); hint != "" {
+				log.Error("cannot connect to the control plane over TLS; retrying", "err", err, "hint", hint)
+			}
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected", "url", c.ConnectedUrl()) }),
-	)
+		// Permission violations: what the node's credentials refuse.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("NATS error", "err", err)
+		}),
+		// The server refused the node's credentials twice (revoked, or
+		// another cluster's): the agent keeps its pods running offline.
+		nats.ClosedHandler(func(c *nats.Conn) {
+			if c.LastError() == nil {
+				return // closed on the way out
+			}
+			log.Error("connection to the control plane closed; running offline (re-join with a new --join-token if the node was revoked)", "err", c.LastError())
+		}),
+	)...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", o.server, err)
 	}
@@ -156,10 +204,15 @@ func run(ctx context.Context, o options) error {
 	if dnsAddr == edgeagent.DNSAddrGateway && !podNetwork {
 		dnsAddr = "" // no pod bridge, no gateway to serve on
 	}
+	hostPaths, err := edgeagent.NewHostPathPolicy(o.allowHostPath)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("edge-agent %s started\n", o.nodeName)
 	return edgeagent.Run(ctx, nc, edgeagent.Config{
 		NodeName:          o.nodeName,
 		DataDir:           o.dataDir,
+		HostPaths:         hostPaths,
 		Labels:            labels,
 		Address:           o.address,
 		HeartbeatInterval: o.heartbeat,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/edgeorch/edgeorch/controlplane/ipam"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/edgeorch/edgeorch/messaging/auth"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 )
@@ -39,6 +41,8 @@ func newCommand() *cobra.Command {
 		return controllers.RunWithOptions(ctx, st, b, opts)
 	}
 	var logLevel string
+	var dev bool // dev mode: no TLS (and no auth)
+	var tlsFlags tlsFlags
 	cmd := &cobra.Command{
 		Use:           "edge-controlplane",
 		Short:         "Run the edge orchestrator control plane",
@@ -51,16 +55,30 @@ func newCommand() *cobra.Command {
 				return err
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			if cfg.TLS, err = tlsFlags.options(cmd, dev, cfg.NATSURL != ""); err != nil {
+				return err
+			}
+			if cfg.TLS == nil && cfg.NATSURL == "" {
+				cfg.Logger.Warn("NATS without TLS: traffic and credentials travel in clear text", "dev", dev)
+			}
+			// Authentication is on unless --dev; with --nats-url the
+			// operator is external (docs/security.md) and --creds is the
+			// control plane's own identity.
+			cfg.Auth = !dev && cfg.NATSURL == ""
+			if cfg.Creds != "" && cfg.NATSURL == "" {
+				return fmt.Errorf("--creds: only with --nats-url (the embedded server issues the control plane's own credentials)")
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			out := cmd.OutOrStdout()
 			return controlplane.Run(ctx, cfg, func(url string) {
-				fmt.Fprintf(out, "edge-controlplane ready, NATS at %s\n", url)
+				fmt.Fprintf(out, "edge-controlplane ready, NATS at %s%s%s\n", url, tlsFlags.readyNote(cfg), authNote(cfg))
 			})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", "./edge-data", "directory of the JetStream store")
+	f.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", "", "keys that encrypt Secrets at rest, one id:base64 per line, first = current (default <data-dir>/secrets.key, created 0600 on first start; see docs/security.md)")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "host:port of the embedded NATS server (port 0 picks a free port)")
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "join this NATS (with JetStream) instead of embedding a server")
 	f.BoolVar(&cfg.SyncAlways, "sync-always", true, "fsync every JetStream write before acknowledging it (survives power cuts)")
@@ -68,7 +86,60 @@ func newCommand() *cobra.Command {
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", ipam.DefaultServiceCIDR, "range of Service cluster IPs")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", ipam.DefaultClusterCIDR, "range the nodes' pod CIDRs (/24 each) are cut from")
+	f.BoolVar(&dev, "dev", false, "dev mode: NATS without TLS and without authentication; never on an untrusted network")
+	f.StringVar(&cfg.Creds, "creds", "", "with --nats-url: NATS creds file of the control plane's own (admin) user")
+	f.StringVar(&cfg.AccountSigningKey, "account-signing-key", "", "with --nats-url and --creds: file with a signing seed of the account, to issue join tokens and node credentials")
+	f.BoolVar(&tlsFlags.on, "tls", true, "serve NATS over TLS only; without --tls-cert with a CA and certificate generated in <data-dir>/tls")
+	f.StringVar(&tlsFlags.cert, "tls-cert", "", "server certificate (PEM, chain first) to use instead of the generated one; needs --tls-key")
+	f.StringVar(&tlsFlags.key, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.StringVar(&tlsFlags.clientCA, "tls-client-ca", "", "require client certificates signed by a CA in this PEM file")
+	f.StringSliceVar(&tlsFlags.sans, "tls-san", nil, "extra DNS name or IP address of the generated server certificate (repeatable, comma-separated)")
 	return cmd
+}
+
+// tlsFlags are the --tls* flags.
+type tlsFlags struct {
+	on                  bool
+	cert, key, clientCA string
+	sans                []string
+}
+
+// options turns the flags into the embedded server's TLS options: nil
+// (plaintext) in dev mode, with --tls=false, or when joining --nats-url.
+func (t tlsFlags) options(cmd *cobra.Command, dev, external bool) (*messaging.TLSOptions, error) {
+	var set []string
+	for _, name := range []string{"tls-cert", "tls-key", "tls-client-ca", "tls-san"} {
+		if cmd.Flags().Changed(name) {
+			set = append(set, "--"+name)
+		}
+	}
+	switch {
+	case external && len(set) > 0:
+		return nil, fmt.Errorf("%s: configure the embedded server; with --nats-url, TLS is the NATS server's own", strings.Join(set, ", "))
+	case (dev || !t.on) && len(set) > 0:
+		mode := "--tls=false"
+		if dev {
+			mode = "--dev"
+		}
+		return nil, fmt.Errorf("%s: need TLS, which %s turns off", strings.Join(set, ", "), mode)
+	case external || dev || !t.on:
+		return nil, nil
+	case (t.cert == "") != (t.key == ""):
+		return nil, fmt.Errorf("--tls-cert and --tls-key: give both or neither")
+	}
+	return &messaging.TLSOptions{SANs: t.sans, CertFile: t.cert, KeyFile: t.key, ClientCAFile: t.clientCA}, nil
+}
+
+// readyNote tells clients which CA verifies the server: the generated one.
+func (t tlsFlags) readyNote(cfg controlplane.Config) string {
+	if cfg.TLS == nil || cfg.TLS.CertFile != "" {
+		return ""
+	}
+	ca := filepath.Join(messaging.TLSDir(cfg.DataDir), messaging.CAFileName)
+	if abs, err := filepath.Abs(ca); err == nil {
+		ca = abs
+	}
+	return " with CA " + ca
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -77,4 +148,16 @@ func parseLevel(s string) (slog.Level, error) {
 		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// authNote tells where the operators' creds files are.
+func authNote(cfg controlplane.Config) string {
+	if !cfg.Auth {
+		return ""
+	}
+	dir := auth.Dir(cfg.DataDir)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return fmt.Sprintf(", admin creds %s, readonly creds %s", filepath.Join(dir, auth.AdminCredsFile), filepath.Join(dir, auth.ReadonlyCredsFile))
 }

@@ -14,10 +14,10 @@ import (
 // incoming fields; an apply that changes nothing writes nothing.
 func (s *Server) apply(ctx context.Context, body []byte) (any, error) {
 	var req client.ApplyRequest
-	if err := decodeRequest(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, err
 	}
-	in, k, err := decodeObject(req.Object)
+	in, k, err := decodeObjectBounded(req.Object)
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ import (
 // deletes everything in it first; system namespaces cannot be deleted.
 func (s *Server) delete(ctx context.Context, body []byte) (any, error) {
 	var req client.DeleteRequest
-	if err := decodeRequest(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, err
 	}
 	k, err := resolveResource(req.Resource)

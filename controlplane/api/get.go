@@ -9,7 +9,7 @@ import (
 // get returns one object (the raw object is the result).
 func (s *Server) get(ctx context.Context, body []byte) (any, error) {
 	var req client.GetRequest
-	if err := decodeRequest(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, err
 	}
 	k, err := resolveResource(req.Resource)

@@ -12,7 +12,7 @@ import (
 // list returns the matching objects and the revision they were read at.
 func (s *Server) list(ctx context.Context, body []byte) (any, error) {
 	var req client.ListRequest
-	if err := decodeRequest(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, err
 	}
 	k, err := resolveResource(req.Resource)

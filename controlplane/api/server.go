@@ -44,6 +44,9 @@ type Options struct {
 	// Services allocates Service cluster IPs and node ports; nil
 	// stores Services as they come.
 	Services *ipam.Services
+	// Auth issues join tokens and node credentials and revokes them;
+	// nil when authentication is off (--dev).
+	Auth *AuthOptions
 }
 
 // Server is the API service.
@@ -57,6 +60,7 @@ type Server struct {
 
 	mu       sync.Mutex // guards the fields below and Adds to reqs
 	svc      micro.Service
+	svcSec   micro.Service // node-scoped, token, revoke and join endpoints (node.go)
 	cancel   context.CancelFunc
 	stopping bool
 	reqs     sync.WaitGroup // requests in flight
@@ -125,16 +129,23 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("start API endpoint %s: %w", v.verb, err)
 		}
 	}
+	svcSec, err := s.addSecurityEndpoints(reqCtx)
+	if err != nil {
+		cancel()
+		_ = svc.Stop()
+		return err
+	}
 	// The endpoints' subscriptions must reach the server before Start
 	// returns: callers announce the API as ready right after.
 	if err := s.nc.FlushTimeout(5 * time.Second); err != nil {
 		cancel()
 		_ = svc.Stop()
+		_ = svcSec.Stop()
 		return fmt.Errorf("start API: flush subscriptions: %w", err)
 	}
 	fanned := make(chan struct{})
 	s.mu.Lock()
-	s.svc, s.cancel, s.stopping, s.fanned = svc, cancel, false, fanned
+	s.svc, s.svcSec, s.cancel, s.stopping, s.fanned = svc, svcSec, cancel, false, fanned
 	s.mu.Unlock()
 	go func() {
 		defer close(fanned)
@@ -147,13 +158,16 @@ func (s *Server) Start(ctx context.Context) error {
 // fanout. It is idempotent.
 func (s *Server) Stop() error {
 	s.mu.Lock()
-	svc, cancel, fanned := s.svc, s.cancel, s.fanned
-	s.svc, s.cancel, s.stopping = nil, nil, true
+	svc, svcSec, cancel, fanned := s.svc, s.svcSec, s.cancel, s.fanned
+	s.svc, s.svcSec, s.cancel, s.stopping = nil, nil, nil, true
 	s.mu.Unlock()
 	if svc == nil {
 		return nil
 	}
 	err := svc.Stop()
+	if serr := svcSec.Stop(); err == nil {
+		err = serr
+	}
 	s.reqs.Wait()
 	cancel()
 	<-fanned
@@ -186,6 +200,7 @@ func (s *Server) serve(ctx context.Context, verb string, h handler) micro.Handle
 			}
 			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 			defer cancel()
+			rctx = withSubject(rctx, req.Subject())
 			res, err := h(rctx, req.Data())
 			s.respond(verb, req, res, err)
 		}()

@@ -17,15 +17,15 @@ const statusRetries = 8
 // conflicts).
 func (s *Server) updateStatus(ctx context.Context, body []byte) (any, error) {
 	var req client.UpdateRequest
-	if err := decodeRequest(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, err
 	}
-	in, k, err := decodeObject(req.Object)
+	in, k, err := decodeObjectBounded(req.Object)
 	if err != nil {
 		return nil, err
 	}
 	meta := in.GetObjectMeta()
-	if err := requireName(meta.Name); err != nil {
+	if err := checkObjectName(meta.Name); err != nil {
 		return nil, err
 	}
 	ns := namespaceFor(k, meta.Namespace)

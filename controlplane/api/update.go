@@ -12,10 +12,10 @@ import (
 // no-op returning the stored one.
 func (s *Server) update(ctx context.Context, body []byte) (any, error) {
 	var req client.UpdateRequest
-	if err := decodeRequest(body, &req); err != nil {
+	if err := decodeBounded(body, &req); err != nil {
 		return nil, err
 	}
-	in, k, err := decodeObject(req.Object)
+	in, k, err := decodeObjectBounded(req.Object)
 	if err != nil {
 		return nil, err
 	}

@@ -124,7 +124,7 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 	}
 
 	cpLog := filepath.Join(tmp, "cp.log")
-	cp, err := start(cpLog, filepath.Join(bin, "edge-controlplane"), "--data-dir", filepath.Join(tmp, "cp"), "--listen", "127.0.0.1:0")
+	cp, err := start(cpLog, filepath.Join(bin, "edge-controlplane"), "--data-dir", filepath.Join(tmp, "cp"), "--listen", "127.0.0.1:0", "--dev")
 	if err != nil {
 		return err
 	}

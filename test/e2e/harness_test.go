@@ -115,10 +115,11 @@ func (p *proc) stop(t *testing.T) {
 }
 
 // controlPlane starts edge-controlplane on listen ("127.0.0.1:0" for a random
-// port) and returns it with its client URL, read from its output.
+// port) and returns it with its client URL, read from its output. It runs in
+// dev mode (plaintext NATS): these tests are not about security.
 func controlPlane(t *testing.T, dataDir, listen string) (*proc, string) {
 	t.Helper()
-	p := startProc(t, "edge-controlplane", "--data-dir", dataDir, "--listen", listen)
+	p := startProc(t, "edge-controlplane", "--data-dir", dataDir, "--listen", listen, "--dev")
 	var url string
 	eventually(t, 20*time.Second, func() error {
 		sc := bufio.NewScanner(strings.NewReader(p.out.String()))

@@ -1,0 +1,228 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/manifests"
+	"github.com/edgeorch/edgeorch/messaging"
+)
+
+// A request on a node-scoped subject (messaging.NodeAPISubject) comes from
+// the agent of that node: its NATS permissions let it publish only under
+// its own name. authorizeNode decides what that node may do, from what the
+// agent really needs:
+//   - its own Node: get, create (apply), update, status;
+//   - the pods bound to it: get, status;
+//   - a ConfigMap or Secret: get, only while a pod bound to it uses it;
+//   - Events about itself or its pods: create (apply);
+//   - services, endpoints, nodes: get, list, watch (service proxy, DNS,
+//     pod network routes).
+//
+// Anything else is Forbidden, naming node, verb and object.
+
+// nodeReadable are the resources every node may get and list.
+var nodeReadable = map[string]bool{"services": true, "endpoints": true, "nodes": true}
+
+func forbidden(node, verb, resource, namespace, name, why string) error {
+	obj := resource
+	if name != "" {
+		obj += " " + qualified(namespace, name)
+	}
+	return client.Errorf(client.CodeForbidden, "node %q may not %s %s: %s", node, verb, obj, why)
+}
+
+func qualified(namespace, name string) string {
+	if namespace == "" {
+		return fmt.Sprintf("%q", name)
+	}
+	return fmt.Sprintf("%q", namespace+"/"+name)
+}
+
+func (s *Server) authorizeNode(ctx context.Context, node, verb string, body []byte) error {
+	switch verb {
+	case messaging.VerbGet:
+		var req client.GetRequest
+		if err := decodeBounded(body, &req); err != nil {
+			return err
+		}
+		k, err := resolveResource(req.Resource)
+		if err != nil {
+			return err
+		}
+		ns := namespaceFor(k, req.Namespace)
+		switch k.Resource {
+		case "nodes", "services", "endpoints":
+			// Its own Node, and what it may list anyway.
+			return nil
+		case "pods":
+			if s.podBoundTo(ctx, node, ns, req.Name) {
+				return nil
+			}
+			return forbidden(node, verb, k.Resource, ns, req.Name, "the pod is not bound to it")
+		case "configmaps", "secrets":
+			ok, err := s.usedByPodOf(ctx, node, k.Resource, ns, req.Name)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return nil
+			}
+			return forbidden(node, verb, k.Resource, ns, req.Name, "no pod bound to it uses it")
+		}
+		return forbidden(node, verb, k.Resource, ns, req.Name, "nodes may not read this kind")
+	case messaging.VerbList:
+		var req client.ListRequest
+		if err := decodeBounded(body, &req); err != nil {
+			return err
+		}
+		k, err := resolveResource(req.Resource)
+		if err != nil {
+			return err
+		}
+		if nodeReadable[k.Resource] {
+			return nil
+		}
+		return forbidden(node, verb, k.Resource, "", "", "nodes may only list services, endpoints and nodes")
+	case messaging.VerbApply, messaging.VerbUpdate, messaging.VerbUpdateStatus:
+		var raw json.RawMessage
+		if verb == messaging.VerbApply {
+			var req client.ApplyRequest
+			if err := decodeBounded(body, &req); err != nil {
+				return err
+			}
+			raw = req.Object
+		} else {
+			var req client.UpdateRequest
+			if err := decodeBounded(body, &req); err != nil {
+				return err
+			}
+			raw = req.Object
+		}
+		obj, k, err := decodeObject(raw)
+		if err != nil {
+			return err
+		}
+		meta := obj.GetObjectMeta()
+		ns := namespaceFor(k, meta.Namespace)
+		switch o := obj.(type) {
+		case *manifests.Node:
+			if meta.Name == node {
+				return nil
+			}
+			return forbidden(node, verb, k.Resource, "", meta.Name, "it is another node")
+		case *manifests.Pod:
+			if verb != messaging.VerbUpdateStatus {
+				return forbidden(node, verb, k.Resource, ns, meta.Name, "nodes may only update the status of pods")
+			}
+			stored, err := s.st.Get(ctx, "pods", ns, meta.Name)
+			if err != nil {
+				return err // NotFound: the agent drops the status of a deleted pod
+			}
+			sp, _ := stored.(*manifests.Pod)
+			if sp != nil && meta.UID != "" && sp.UID != meta.UID {
+				// Another pod of the same name now: this one is gone.
+				return client.Errorf(client.CodeNotFound, "pods %s with UID %s not found", qualified(ns, meta.Name), meta.UID)
+			}
+			if sp != nil && sp.Spec.NodeName == node {
+				return nil
+			}
+			return forbidden(node, verb, k.Resource, ns, meta.Name, "the pod is not bound to it")
+		case *manifests.Event:
+			if verb == messaging.VerbApply {
+				io := o.InvolvedObject
+				switch {
+				case io.Kind == "Node" && io.Name == node:
+					return nil
+				case io.Kind == "Pod" && s.podBoundTo(ctx, node, namespaceFor(manifests.Kind{Namespaced: true}, io.Namespace), io.Name):
+					return nil
+				}
+				return forbidden(node, verb, k.Resource, ns, meta.Name, "the event is not about it or its pods")
+			}
+		}
+		return forbidden(node, verb, k.Resource, ns, meta.Name, "nodes may not write this kind")
+	}
+	return client.Errorf(client.CodeForbidden, "node %q may not %s", node, verb)
+}
+
+// podBoundTo reports whether the stored pod namespace/name is bound to node.
+func (s *Server) podBoundTo(ctx context.Context, node, namespace, name string) bool {
+	if name == "" {
+		return false
+	}
+	obj, err := s.st.Get(ctx, "pods", namespace, name)
+	if err != nil {
+		return false
+	}
+	pod, ok := obj.(*manifests.Pod)
+	return ok && pod.Spec.NodeName == node
+}
+
+// usedByPodOf reports whether a pod bound to node uses the ConfigMap or
+// Secret (resource "configmaps" or "secrets") namespace/name.
+func (s *Server) usedByPodOf(ctx context.Context, node, resource, namespace, name string) (bool, error) {
+	if name == "" {
+		return false, nil
+	}
+	pods, _, err := s.st.List(ctx, "pods", namespace, manifests.Selector{})
+	if err != nil {
+		return false, err
+	}
+	for _, obj := range pods {
+		pod, ok := obj.(*manifests.Pod)
+		if !ok || pod.Spec.NodeName != node {
+			continue
+		}
+		if podUses(&pod.Spec, resource, name) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// podUses reports whether spec refers to the ConfigMap or Secret name:
+// volumes, env valueFrom, envFrom, and (secrets) imagePullSecrets.
+func podUses(spec *manifests.PodSpec, resource, name string) bool {
+	secret := resource == "secrets"
+	for _, v := range spec.Volumes {
+		if !secret && v.ConfigMap != nil && v.ConfigMap.Name == name {
+			return true
+		}
+		if secret && v.Secret != nil && v.Secret.SecretName == name {
+			return true
+		}
+	}
+	if secret {
+		for _, r := range spec.ImagePullSecrets {
+			if r.Name == name {
+				return true
+			}
+		}
+	}
+	for _, list := range [][]manifests.Container{spec.InitContainers, spec.Containers} {
+		for _, c := range list {
+			for _, e := range c.Env {
+				if e.ValueFrom == nil {
+					continue
+				}
+				if !secret && e.ValueFrom.ConfigMapKeyRef != nil && e.ValueFrom.ConfigMapKeyRef.Name == name {
+					return true
+				}
+				if secret && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == name {
+					return true
+				}
+			}
+			for _, e := range c.EnvFrom {
+				if !secret && e.ConfigMapRef != nil && e.ConfigMapRef.Name == name {
+					return true
+				}
+				if secret && e.SecretRef != nil && e.SecretRef.Name == name {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
