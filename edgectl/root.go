@@ -64,7 +64,14 @@ func (o *options) client(ctx context.Context) (*client.Client, error) {
 		timeout = maxConnectTimeout
 	}
 	// Once connected, ride out a control-plane restart (wait, get -w, logs -f).
-	opts := []nats.Option{nats.Name("edgectl"), nats.Timeout(timeout), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	opts := []nats.Option{nats.Name("edgectl"), nats.Timeout(timeout), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		// A refused publish comes back as the request's Forbidden error;
+		// other asynchronous errors are worth a line.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if !errors.Is(err, nats.ErrPermissionViolation) {
+				fmt.Fprintf(os.Stderr, "edgectl: %v\n", err)
+			}
+		})}
 	if o.creds != "" {
 		// The creds' own inbox prefix: a readonly user may subscribe
 		// only there.
@@ -100,7 +107,7 @@ func (o *options) client(ctx context.Context) (*client.Client, error) {
 		r.err = ctx.Err()
 	}
 	if r.err != nil {
-		return nil, &connectError{server: o.server, err: r.err}
+		return nil, &connectError{server: o.server, err: r.err, creds: o.creds != ""}
 	}
 	o.nc = r.nc
 	o.cl = client.New(r.nc)
@@ -231,12 +238,20 @@ func usageErrorf(cmd *cobra.Command, format string, args ...any) error {
 type connectError struct {
 	server string
 	err    error
+	creds  bool // --creds was given
 }
 
 func (e *connectError) Error() string {
 	msg := fmt.Sprintf("Unable to connect to the server at %s: %v", e.server, e.err)
 	if hint := messaging.TLSHint(e.err, "--tls-ca FILE (env EDGE_TLS_CA)"); hint != "" {
 		msg += "\n" + hint
+	}
+	if errors.Is(e.err, nats.ErrAuthorization) {
+		if e.creds {
+			msg += "\nThe credentials were refused: revoked, expired, or issued by another control plane."
+		} else {
+			msg += "\nThis control plane requires credentials: --creds FILE (env EDGE_CREDS); it writes admin.creds and readonly.creds under <data-dir>/auth."
+		}
 	}
 	return msg
 }
