@@ -352,7 +352,12 @@ func (c *Collector) processDeleting(ctx context.Context, key string, obj manifes
 			}
 			blocking++
 			if dep.GetObjectMeta().DeletionTimestamp == nil {
-				if _, err := Delete(ctx, c.st, dep, PropagationBackground, c.now()); err != nil && !client.IsNotFound(err) {
+				// Not cached yet: an owner kind goes in foreground, as above.
+				policy := PropagationBackground
+				if c.hasDependents(dep.GetObjectMeta().UID) || c.isOwnerKind(dep) {
+					policy = PropagationForeground
+				}
+				if _, err := Delete(ctx, c.st, dep, policy, c.now()); err != nil && !client.IsNotFound(err) {
 					return fmt.Errorf("delete dependent %s: %w", dep.GetObjectMeta().Name, err)
 				}
 			}
