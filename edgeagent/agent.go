@@ -288,6 +288,7 @@ func (a *Agent) run(ctx context.Context) error {
 	a.goRun(func() { a.heartbeatLoop(ctx, js) })
 	a.goRun(func() { a.watchAssignments(ctx, js) })
 	a.log.Info("agent started", "address", a.cfg.Address, "dataDir", a.cfg.DataDir)
+	a.goRun(func() { a.notifySystemd(ctx) }) // READY=1 and WATCHDOG=1 (sdnotify.go)
 	<-ctx.Done()
 	a.wg.Wait()
 	return nil

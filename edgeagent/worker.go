@@ -63,6 +63,15 @@ type podWorker struct {
 	adopted      bool
 	dirty        bool   // rec changed and must be stored
 	podIP        string // the pod network address of the sandbox, if wired
+	// resolving holds the module references being resolved ahead of the
+	// containers' start, during one sync (resolveAhead).
+	resolving map[string]chan resolvedRef
+}
+
+// resolvedRef is the outcome of resolving a module reference.
+type resolvedRef struct {
+	digest string
+	err    error
 }
 
 // ctr is what a worker knows of one container.
@@ -247,6 +256,10 @@ func (w *podWorker) sync(ctx context.Context) {
 		return
 	}
 	if sandbox == "" {
+		// The module lookups (control-plane round trips) run while the
+		// sandbox and log directories are made.
+		w.resolveAhead(ctx, handler, pod)
+		defer clear(w.resolving) // never used by a later sync: stale
 		id, err := w.runSandbox(ctx, rt, pod)
 		if err != nil {
 			for _, c := range pod.Spec.Containers {
@@ -576,6 +589,11 @@ func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifest
 		c.retryAt = time.Now().Add(c.failures.Failure())
 		return false
 	}
+	// The log directory first: it is made while a module lookup started
+	// by resolveAhead is in flight.
+	if err := os.MkdirAll(filepath.Dir(w.logPath(pod, spec.Name, c.restartCount)), 0o755); err != nil {
+		return fail(reasonCreateError, fmt.Errorf("create log dir: %w", err))
+	}
 	image, err := w.image(ctx, handler, spec, c)
 	if err != nil {
 		reason := reasonErrImagePull
@@ -589,9 +607,6 @@ func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifest
 	cfg, err := w.containerConfig(ctx, pod, handler, spec, c, image)
 	if err != nil {
 		return fail(reasonConfigError, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(cfg.LogPath), 0o755); err != nil {
-		return fail(reasonCreateError, fmt.Errorf("create log dir: %w", err))
 	}
 	id, err := rt.CreateContainer(ctx, sandbox, cfg)
 	if errors.Is(err, runtime.ErrNotFound) {
@@ -662,7 +677,7 @@ func (w *podWorker) image(ctx context.Context, handler string, spec *manifests.C
 	}
 	digest := c.digest
 	if digest == "" || c.image != spec.Image || spec.ImagePullPolicy == "Always" {
-		d, err := w.a.api.ResolveModule(ctx, spec.Image)
+		d, err := w.resolveModule(ctx, spec.Image)
 		switch {
 		case err == nil:
 			digest = d
@@ -681,6 +696,58 @@ func (w *podWorker) image(ctx context.Context, handler string, spec *manifests.C
 		w.dirty = true
 	}
 	return path, nil
+}
+
+// needsResolve reports whether image resolves the container's module
+// reference in the control plane before it starts.
+func (w *podWorker) needsResolve(handler string, spec *manifests.Container, c *ctr) bool {
+	if w.a.cfg.PassImages || handler != manifests.RuntimeWasm || images.IsRegistryRef(spec.Image) {
+		return false
+	}
+	return c.digest == "" || c.image != spec.Image || spec.ImagePullPolicy == "Always"
+}
+
+// resolveAhead starts resolving the module references of a new sandbox's
+// containers, which this sync starts at once (a pod with init containers
+// is left alone: its app containers start later, and must resolve then).
+func (w *podWorker) resolveAhead(ctx context.Context, handler string, pod *manifests.Pod) {
+	if len(pod.Spec.InitContainers) > 0 {
+		return
+	}
+	for i := range pod.Spec.Containers {
+		spec := &pod.Spec.Containers[i]
+		c := w.container(spec.Name)
+		if c.done || c.id != "" || time.Now().Before(c.retryAt) || !w.needsResolve(handler, spec, c) {
+			continue
+		}
+		if _, ok := w.resolving[spec.Image]; ok {
+			continue
+		}
+		if w.resolving == nil {
+			w.resolving = map[string]chan resolvedRef{}
+		}
+		ch := make(chan resolvedRef, 1)
+		w.resolving[spec.Image] = ch
+		go func(ref string) {
+			d, err := w.a.api.ResolveModule(ctx, ref)
+			ch <- resolvedRef{d, err}
+		}(spec.Image)
+	}
+}
+
+// resolveModule returns the digest ref points at: the result of
+// resolveAhead when it started one this sync, else asked now.
+func (w *podWorker) resolveModule(ctx context.Context, ref string) (string, error) {
+	if ch, ok := w.resolving[ref]; ok {
+		delete(w.resolving, ref)
+		select {
+		case r := <-ch:
+			return r.digest, r.err
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	return w.a.api.ResolveModule(ctx, ref)
 }
 
 func gracePeriod(pod *manifests.Pod) time.Duration {
@@ -738,7 +805,7 @@ func (w *podWorker) report(pod *manifests.Pod, handler string) {
 		if c.done {
 			rc.Terminated = c.cur.Terminated
 		}
-		if w.rec.Containers[name] != rc {
+		if !w.rec.Containers[name].Equal(rc) {
 			w.rec.Containers[name] = rc
 			w.dirty = true
 		}
@@ -754,18 +821,22 @@ func (w *podWorker) report(pod *manifests.Pod, handler string) {
 		w.dirty = false
 	}
 	w.mu.Unlock()
-	if save != nil {
-		if err := w.a.db.PutPod(save); err != nil {
-			w.a.log.Error("store pod state", "pod", pod.Namespace+"/"+pod.Name, "err", err)
-			w.dirty = true
-		}
-	}
+	// The status leaves first: the state write below waits for bbolt's
+	// batch (up to its MaxBatchDelay, 10 ms) and an fsync, and nothing the
+	// control plane is told depends on it (an agent restarted before the
+	// write starts the pod again from its assignment).
 	if changed {
 		w.a.st.put(&manifests.Pod{
 			TypeMeta:   manifests.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 			ObjectMeta: manifests.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID},
 			Status:     st,
 		})
+	}
+	if save != nil {
+		if err := w.a.db.PutPod(save); err != nil {
+			w.a.log.Error("store pod state", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+			w.dirty = true
+		}
 	}
 }
 

@@ -23,6 +23,7 @@ func (s *Store) GC(ctx context.Context, keep []string) (int64, error) {
 		kept[strings.TrimPrefix(d, "sha256:")] = true
 	}
 	used := map[string]bool{}
+	changed := false // the index is rewritten only when GC changed it (SD-card wear)
 	var freed int64
 	var firstErr error
 	note := func(err error) {
@@ -51,6 +52,7 @@ func (s *Store) GC(ctx context.Context, keep []string) (int64, error) {
 			continue
 		}
 		delete(s.idx.Images, hexd)
+		changed = true
 		for ref, d := range s.idx.Refs {
 			if d == "sha256:"+hexd {
 				delete(s.idx.Refs, ref)
@@ -88,7 +90,9 @@ func (s *Store) GC(ctx context.Context, keep []string) (int64, error) {
 	n, err := s.partials().GC(PartialMaxAge)
 	freed += n
 	note(err)
-	note(s.saveLocked())
+	if changed {
+		note(s.saveLocked())
+	}
 	return freed, firstErr
 }
 

@@ -5,21 +5,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/edgeorch/edgeorch/edgeagent"
+	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/edgeorch/edgeorch/runtime"
 	"github.com/edgeorch/edgeorch/runtime/oci"
 	"github.com/edgeorch/edgeorch/runtime/wasm"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -33,6 +39,7 @@ func main() {
 
 type options struct {
 	server, nodeName, dataDir, labels, address, logLevel, runc string
+	logFormat                                                  string
 	heartbeat                                                  time.Duration
 	podNetwork                                                 bool
 	podBridge                                                  string
@@ -41,6 +48,11 @@ type options struct {
 	tlsCA, tlsCert, tlsKey                                     string
 	creds, joinToken                                           string
 	allowHostPath                                              []string
+
+	// Memory (setMemory).
+	gcPercent    int
+	memoryLimit  string
+	releasePages time.Duration
 }
 
 func newCommand() *cobra.Command {
@@ -57,6 +69,9 @@ func newCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := setMemory(o, cmd.Flags().Changed("gc-percent"), cmd.Flags().Changed("memory-limit")); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return run(ctx, o)
@@ -70,6 +85,7 @@ func newCommand() *cobra.Command {
 	f.StringVar(&o.address, "address", "", "node InternalIP (default: first non-loopback IPv4)")
 	f.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the node lease is renewed")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text (logfmt) or json (one object per line, for journald/log shippers)")
 	f.StringVar(&o.runc, "runc", "", "path of the runc binary for OCI containers (default: runc in PATH)")
 	// Off by default until the control plane allocates node podCIDRs and
 	// the e2e harness (several agents on one host) opts out.
@@ -89,7 +105,76 @@ func newCommand() *cobra.Command {
 	f.StringVar(&o.creds, "creds", "", "NATS creds file of this node (default: <data-dir>/node.creds once joined)")
 	f.StringVar(&o.joinToken, "join-token", os.Getenv("EDGE_JOIN_TOKEN"),
 		"join token from `edgectl token create`, used once to get <data-dir>/node.creds (env EDGE_JOIN_TOKEN)")
+	f.IntVar(&o.gcPercent, "gc-percent", 50,
+		"Go garbage collection target: heap growth in percent between collections (as GOGC; env GOGC wins over the default); -1 turns the collector off")
+	f.StringVar(&o.memoryLimit, "memory-limit", "64Mi",
+		"soft limit of the agent's Go memory (as GOMEMLIMIT, a quantity such as 48Mi; 0 for none; env GOMEMLIMIT wins over the default): the collector works harder near it, it is not a cap")
+	f.DurationVar(&o.releasePages, "release-startup-pages", 2*time.Second,
+		"this long after start, give the pages of the agent binary that only start-up used back to the kernel (0: never)")
 	return cmd
+}
+
+// setMemory applies the memory flags. GOGC and GOMEMLIMIT in the
+// environment win over the flags' defaults, not over flags given.
+func setMemory(o options, gcSet, limitSet bool) error {
+	if o.gcPercent < -1 || o.gcPercent == 0 {
+		return fmt.Errorf("--gc-percent %d: want a positive percentage, or -1 for no collection", o.gcPercent)
+	}
+	q, err := manifests.ParseQuantity(o.memoryLimit)
+	if err != nil {
+		return fmt.Errorf("--memory-limit %q: %w", o.memoryLimit, err)
+	}
+	limit := q.Value()
+	if limit < 0 {
+		return fmt.Errorf("--memory-limit %q: must not be negative", o.memoryLimit)
+	}
+	if o.releasePages < 0 {
+		return fmt.Errorf("--release-startup-pages %s: must not be negative", o.releasePages)
+	}
+	if gcSet || os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(o.gcPercent)
+	}
+	if limitSet || os.Getenv("GOMEMLIMIT") == "" {
+		if limit == 0 {
+			limit = math.MaxInt64
+		}
+		debug.SetMemoryLimit(limit)
+	}
+	if o.releasePages > 0 {
+		time.AfterFunc(o.releasePages, releaseStartupPages)
+	}
+	return nil
+}
+
+// releaseStartupPages asks the kernel to reclaim the pages of this
+// binary's code and read-only data (madvise MADV_PAGEOUT; Linux 5.4 and
+// later, a no-op before). Start-up runs code spread over most of the
+// binary, and the kernel maps file pages in large folios, so an agent that
+// has started holds nearly all of its binary (~13 MiB) although it then
+// runs about half of it: that half is read back on demand, the rest stays
+// free. Pages that container shims (the same binary) map are kept.
+func releaseStartupPages() {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[5] != exe || strings.Contains(f[1], "w") {
+			continue // only the binary's read-only mappings: code and constants
+		}
+		from, to, ok := strings.Cut(f[0], "-")
+		start, err1 := strconv.ParseUint(from, 16, 64)
+		end, err2 := strconv.ParseUint(to, 16, 64)
+		if !ok || err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		_, _, _ = unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_PAGEOUT)
+	}
 }
 
 func parseLabels(s string) (map[string]string, error) {
@@ -108,12 +193,27 @@ func parseLabels(s string) (map[string]string, error) {
 	return out, nil
 }
 
-func run(ctx context.Context, o options) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+// newLogger builds the process logger from --log-level and --log-format.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToLower(level))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func run(ctx context.Context, o options) error {
+	log, err := newLogger(os.Stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		return err
+	}
 	labels, err := parseLabels(o.labels)
 	if err != nil {
 		return err

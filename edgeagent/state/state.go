@@ -60,6 +60,21 @@ type Container struct {
 	Terminated *manifests.ContainerStateTerminated `json:"terminated,omitempty"`
 }
 
+// Equal reports whether c and o hold the same values (their termination
+// records compared by value, not by pointer).
+func (c Container) Equal(o Container) bool {
+	return c.ID == o.ID && c.RestartCount == o.RestartCount && c.Image == o.Image && c.Digest == o.Digest &&
+		sameTermination(c.LastState, o.LastState) && sameTermination(c.Terminated, o.Terminated)
+}
+
+func sameTermination(a, b *manifests.ContainerStateTerminated) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.ExitCode == b.ExitCode && a.Signal == b.Signal && a.Reason == b.Reason && a.Message == b.Message &&
+		a.StartedAt.Equal(b.StartedAt) && a.FinishedAt.Equal(b.FinishedAt) && a.ContainerID == b.ContainerID
+}
+
 // Key returns the state key of a pod.
 func (p *Pod) Key() string {
 	return Key(p.Pod.Namespace, p.Pod.Name, p.Pod.UID)

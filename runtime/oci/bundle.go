@@ -511,7 +511,9 @@ func scanColonFile(path string, match func([]string) bool) error {
 	return sc.Err()
 }
 
-// writeSpec writes the bundle's config.json.
+// writeSpec writes the bundle's config.json. It is not synced: after a
+// power cut the bundle's overlay is gone anyway, and a container that
+// cannot be started again is replaced by the agent.
 func writeSpec(bundle string, s *spec) error {
-	return writeJSON(filepath.Join(bundle, "config.json"), s)
+	return replaceJSON(filepath.Join(bundle, "config.json"), s)
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -101,7 +100,9 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 		cleanup()
 		return "", fmt.Errorf("create container %q: state directory: %w", cfg.Name, err)
 	}
-	if err := writeJSON(filepath.Join(dir, containerFile), rec); err != nil {
+	// Not synced: a process crash keeps it (page cache); a power cut kills
+	// the container anyway, and recovery forgets a torn record.
+	if err := replaceJSON(filepath.Join(dir, containerFile), rec); err != nil {
 		cleanup()
 		return "", fmt.Errorf("create container %q: %w", cfg.Name, err)
 	}
@@ -199,40 +200,24 @@ func (r *Runtime) StartContainer(ctx context.Context, containerID string) error 
 	return nil
 }
 
-// startShim runs the shim for a container and waits for its report.
+// startShim runs the shim for a container (the spare one, see spawnShim)
+// and waits for its report.
 func (r *Runtime) startShim(ctx context.Context, dir string, rec containerRecord) error {
-	if err := writeJSON(filepath.Join(dir, containerFile), rec); err != nil {
+	// Not synced: after a power cut the container is gone whatever the
+	// record says, and recovery forgets a torn one.
+	if err := replaceJSON(filepath.Join(dir, containerFile), rec); err != nil {
 		return err
 	}
-	if err := writeJSON(filepath.Join(dir, shimFile), shimConfig{
-		Runc: r.runc, RuncRoot: filepath.Join(r.root, runcDir), ID: rec.ID, Bundle: rec.Bundle,
+	p, err := r.takeShim(shimConfig{
+		Dir: dir, Runc: r.runc, RuncRoot: filepath.Join(r.root, runcDir), ID: rec.ID, Bundle: rec.Bundle,
 		LogPath: rec.LogPath, LogMaxBytes: rec.Config.LogMaxBytes, LogMaxFiles: rec.Config.LogMaxFiles,
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	shimLog, err := os.OpenFile(filepath.Join(dir, shimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("shim log: %w", err)
-	}
-	defer shimLog.Close()
-	statusR, statusW, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("shim status pipe: %w", err)
-	}
-	defer statusR.Close()
-	cmd := exec.Command("/proc/self/exe", "oci-shim", rec.ID)
-	cmd.Env = append(withoutEnv(os.Environ(), shimEnv), shimEnv+"="+dir)
-	cmd.Dir = "/"
-	cmd.Stdout, cmd.Stderr = shimLog, shimLog
-	cmd.ExtraFiles = []*os.File{statusW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
-	statusW.Close()
-	if err != nil {
-		return fmt.Errorf("start shim: %w", err)
-	}
-	// The shim outlives this call; reap it when it ends.
-	go func() { _ = cmd.Wait() }()
+	defer p.status.Close()
+	// Keep a spare for the next start once this one is done with the CPU.
+	defer func() { go r.refillShim() }()
 	type result struct {
 		rep shimReport
 		err error
@@ -240,7 +225,7 @@ func (r *Runtime) startShim(ctx context.Context, dir string, rec containerRecord
 	done := make(chan result, 1)
 	go func() {
 		var res result
-		data, err := io.ReadAll(statusR)
+		data, err := io.ReadAll(p.status)
 		switch {
 		case err != nil:
 			res.err = err
@@ -258,7 +243,7 @@ func (r *Runtime) startShim(ctx context.Context, dir string, rec containerRecord
 		// Give up on this start: end the shim and whatever it started (it
 		// leads its own process group); RemoveContainer deletes what runc
 		// may have created.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		_ = writeJSON(filepath.Join(dir, exitFile), startError("start abandoned: "+ctx.Err().Error()))
 		return fmt.Errorf("wait for shim: %w", ctx.Err())
 	}
@@ -336,7 +321,9 @@ func (r *Runtime) StopContainer(ctx context.Context, containerID string, timeout
 	c.rec.Killed = true
 	rec := c.rec
 	r.mu.Unlock()
-	if err := writeJSON(filepath.Join(c.dir, containerFile), rec); err != nil {
+	// Not synced (see startShim): the stop of one pod should not hold up
+	// the disk for the start of the next.
+	if err := replaceJSON(filepath.Join(c.dir, containerFile), rec); err != nil {
 		return fmt.Errorf("stop container %s: %w", containerID, err)
 	}
 	_, _ = r.runcCmd(ctx, "kill", containerID, "KILL")
@@ -466,6 +453,11 @@ func (r *Runtime) status(ctx context.Context, c *container) (runtime.ContainerSt
 		return st, nil, err
 	}
 	running, err := readJSON(filepath.Join(c.dir, startedFile), &started)
+	if syntax := (*json.SyntaxError)(nil); errors.As(err, &syntax) {
+		// Torn by a power cut (the shim does not sync it): the container
+		// died with the machine, before or after it started.
+		running, err = false, nil
+	}
 	if err != nil {
 		return st, nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -52,6 +53,11 @@ type Runtime struct {
 	mu         sync.Mutex
 	sandboxes  map[string]*sandbox
 	containers map[string]*container
+
+	shimMu    sync.Mutex
+	spare     *shimProc // a shim waiting for the next container (shimproc.go)
+	refilling bool
+	closed    bool
 }
 
 var (
@@ -133,6 +139,12 @@ func (r *Runtime) recover(ctx context.Context) error {
 		dir := filepath.Join(r.root, containersDir, e.Name())
 		var rec containerRecord
 		ok, err := readJSON(filepath.Join(dir, containerFile), &rec)
+		if syntax := (*json.SyntaxError)(nil); errors.As(err, &syntax) {
+			// Torn by a power cut (CreateContainer does not sync it): the
+			// container died with the machine, forget it.
+			_, _ = r.runcCmd(ctx, "delete", "--force", e.Name())
+			ok, err = false, nil
+		}
 		if err != nil {
 			return fmt.Errorf("container %s: %w", e.Name(), err)
 		}
@@ -153,8 +165,12 @@ func (r *Runtime) recover(ctx context.Context) error {
 // Name implements runtime.Runtime.
 func (r *Runtime) Name() string { return HandlerName }
 
-// Close implements runtime.Runtime. Containers keep running.
-func (r *Runtime) Close(ctx context.Context) error { return nil }
+// Close implements runtime.Runtime: it ends the spare shim. Containers
+// keep running.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.dropSpareShim()
+	return nil
+}
 
 func newID() string {
 	b := make([]byte, 16)

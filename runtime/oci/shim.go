@@ -21,12 +21,13 @@ import (
 	"github.com/edgeorch/edgeorch/runtime/logfile"
 )
 
-// shimEnv marks a process started as a shim; its value is the container's
-// state directory.
+// shimEnv marks a process started as a shim (spawnShim): it reports on
+// fd 3 and reads its shimConfig from fd 4.
 const shimEnv = "EDGEORCH_OCI_SHIM"
 
-// shimConfig is what a shim runs (shim.json in the state directory).
+// shimConfig is what a shim runs.
 type shimConfig struct {
+	Dir         string `json:"dir"` // the container's state directory
 	Runc        string `json:"runc"`
 	RuncRoot    string `json:"runcRoot"`
 	ID          string `json:"id"`
@@ -60,13 +61,27 @@ func MaybeRunShim() {
 		runExecTTY(cfg, os.NewFile(3, "status"))
 		os.Exit(0)
 	}
-	dir := os.Getenv(shimEnv)
-	if dir == "" {
+	if os.Getenv(shimEnv) == "" {
 		return
 	}
 	os.Unsetenv(shimEnv)
 	status := os.NewFile(3, "status")
-	if err := runShim(dir, status); err != nil {
+	cfg, ok, err := readShimConfig(os.NewFile(4, "config"))
+	switch {
+	case err != nil:
+		report(status, shimReport{Error: err.Error()})
+		os.Exit(1)
+	case !ok:
+		// A spare shim that was not needed.
+		os.Exit(0)
+	}
+	// The shim's own diagnostics (and a Go panic) go to shim.log.
+	if f, err := os.OpenFile(filepath.Join(cfg.Dir, shimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+		_ = unix.Dup3(int(f.Fd()), 1, 0)
+		_ = unix.Dup3(int(f.Fd()), 2, 0)
+		f.Close()
+	}
+	if err := runShim(cfg, status); err != nil {
 		fmt.Fprintf(os.Stderr, "%s shim: %v\n", time.Now().Format(time.RFC3339Nano), err)
 		os.Exit(1)
 	}
@@ -75,19 +90,11 @@ func MaybeRunShim() {
 
 // runShim creates and starts the container with runc, reports back on
 // status, copies its output to the log and records how it exits.
-func runShim(dir string, status *os.File) error {
-	var cfg shimConfig
-	if ok, err := readJSON(filepath.Join(dir, shimFile), &cfg); err != nil || !ok {
-		if err == nil {
-			err = errors.New("no " + shimFile)
-		}
-		report(status, shimReport{Error: "read shim config: " + err.Error()})
-		return fmt.Errorf("read shim config in %s: %w", dir, err)
-	}
-	s := &shim{cfg: cfg, dir: dir}
+func runShim(cfg shimConfig, status *os.File) error {
+	s := &shim{cfg: cfg, dir: cfg.Dir}
 	pid, err := s.start()
 	if err != nil {
-		werr := writeJSON(filepath.Join(dir, exitFile), startError(err.Error()))
+		werr := writeJSON(filepath.Join(s.dir, exitFile), startError(err.Error()))
 		report(status, shimReport{Error: err.Error()})
 		return errors.Join(err, werr)
 	}
@@ -152,8 +159,8 @@ func (s *shim) runcError() string {
 	return last
 }
 
-// start runs `runc create` with output pipes the shim owns, then `runc
-// start`, and returns the container's init pid.
+// start runs the container (`runc run --detach`) with output pipes the
+// shim owns and returns its init pid.
 func (s *shim) start() (int, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return 0, fmt.Errorf("become child subreaper: %w", err)
@@ -181,13 +188,17 @@ func (s *shim) start() (int, error) {
 	go s.copy(stdout, outR)
 	go s.copy(stderr, errR)
 	pidFile := filepath.Join(s.dir, "init.pid")
-	cerr := s.runc(outW, errW, "create", "--bundle", s.cfg.Bundle, "--pid-file", pidFile, s.cfg.ID)
+	// One runc process creates and starts the container (`runc create`
+	// then `runc start` would cost a second runc start-up).
+	rerr := s.runc(outW, errW, "run", "--detach", "--bundle", s.cfg.Bundle, "--pid-file", pidFile, s.cfg.ID)
+	// runc returns once the container's process runs.
+	startedAt := time.Now()
 	// The container's init holds its own copies of the write ends.
 	outW.Close()
 	errW.Close()
-	if cerr != nil {
+	if rerr != nil {
 		s.drain()
-		return 0, cerr
+		return 0, rerr
 	}
 	pid := 0
 	abort := func(err error) (int, error) {
@@ -205,15 +216,15 @@ func (s *shim) start() (int, error) {
 	if pid, err = strconv.Atoi(strings.TrimSpace(string(data))); err != nil {
 		return abort(fmt.Errorf("pid file: %w", err))
 	}
+	// The init is the shim's child (runc exited) and is not reaped before
+	// wait: even one that already exited still shows its cgroups.
 	if s.cgroups, err = findCgroups(pid); err != nil {
 		return abort(err)
 	}
-	startedAt := time.Now()
-	if err := s.runc(nil, nil, "start", s.cfg.ID); err != nil {
-		return abort(err)
-	}
 	shimStart, _ := processStart(os.Getpid())
-	if err := writeJSON(filepath.Join(s.dir, startedFile), startedRecord{
+	// Not synced: after a power cut the container is gone, and its status
+	// is worked out from runc.
+	if err := replaceJSON(filepath.Join(s.dir, startedFile), startedRecord{
 		Pid: pid, ShimPid: os.Getpid(), ShimStart: shimStart, StartedAt: startedAt, Cgroups: s.cgroups,
 	}); err != nil {
 		return abort(err)

@@ -16,7 +16,6 @@ import (
 //	runc/                       runc --root
 //	sandboxes/<id>.json         sandboxRecord
 //	containers/<id>/container.json  containerRecord (written by the runtime)
-//	containers/<id>/shim.json   shimConfig (what the shim runs)
 //	containers/<id>/started.json    startedRecord (written by the shim)
 //	containers/<id>/exit.json   exitRecord (written by the shim, or by the
 //	                            runtime for containers that never ran)
@@ -27,7 +26,6 @@ const (
 	runcDir       = "runc"
 
 	containerFile = "container.json"
-	shimFile      = "shim.json"
 	startedFile   = "started.json"
 	exitFile      = "exit.json"
 	shimLogFile   = "shim.log"
@@ -82,9 +80,23 @@ type exitRecord struct {
 	StartedAt time.Time `json:"startedAt,omitzero"`
 }
 
-// writeJSON writes v to path atomically: a temporary file in the same
-// directory is synced and renamed over path.
+// writeJSON writes v to path atomically and durably: a temporary file in
+// the same directory is synced and renamed over path, and the directory is
+// synced.
 func writeJSON(path string, v any) error {
+	return writeJSONFile(path, v, true)
+}
+
+// replaceJSON writes v to path atomically, without waiting for the disk.
+// For records whose loss in a power cut changes nothing (the containers
+// die with the machine): readers treat a record torn by a power cut (empty
+// or cut short) as one never written. A crash of the process alone loses
+// nothing (the page cache survives it).
+func replaceJSON(path string, v any) error {
+	return writeJSONFile(path, v, false)
+}
+
+func writeJSONFile(path string, v any, durable bool) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
@@ -96,7 +108,7 @@ func writeJSON(path string, v any) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(append(data, '\n'))
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -108,6 +120,9 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if !durable {
+		return nil
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()

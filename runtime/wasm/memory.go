@@ -43,11 +43,17 @@ func (l *memoryLimiter) Allocate(capacity, max uint64) experimental.LinearMemory
 	return &linearMemory{l: l, limit: limit, initialCap: capacity}
 }
 
+// linearMemory is one module's linear memory. It lives outside the Go heap
+// where the platform allows (memory_linux.go: an anonymous mapping grown
+// with mremap): pages the module never touches cost nothing, freed memory
+// goes back to the system at once, and the modules' memory does not raise
+// the agent's garbage-collection goal (with GOGC=100 a heap holding 50
+// modules' memories would let as much garbage pile up again).
 type linearMemory struct {
 	l          *memoryLimiter
 	limit      uint64
 	initialCap uint64
-	buf        []byte
+	buf        []byte // len: the module's memory size; cap: what is mapped
 }
 
 // Reallocate implements experimental.LinearMemory. Growth beyond the limit
@@ -58,20 +64,25 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		return nil
 	}
 	if size <= uint64(cap(m.buf)) {
-		// Bytes between len and cap were zeroed by make and never exposed.
+		// Bytes between len and cap are zero and were never exposed.
 		m.buf = m.buf[:size]
 	} else {
 		newCap := max(size, 2*uint64(cap(m.buf)), m.initialCap)
 		newCap = min(newCap, m.limit)
-		buf := make([]byte, size, newCap)
-		copy(buf, m.buf)
-		m.buf = buf
+		buf, err := growMemory(m.buf, newCap)
+		if err != nil {
+			// Out of address space or memory: a failed memory.grow.
+			return nil
+		}
+		m.buf = buf[:size]
 	}
 	m.l.size.Store(size)
 	return m.buf
 }
 
-// Free implements experimental.LinearMemory.
+// Free implements experimental.LinearMemory. wazero calls it from the
+// goroutine that runs the module, once the module no longer runs.
 func (m *linearMemory) Free() {
+	freeMemory(m.buf)
 	m.buf = nil
 }

@@ -61,9 +61,14 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
+	// No DWARF stack traces: only the first line of a trap is reported
+	// (trapMessage), and resolving source lines parses the module's DWARF
+	// sections at every stop of a module built with them (each stop
+	// unwinds the stack), which cost more CPU than the whole start.
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(cache).
-		WithCloseOnContextDone(true)
+		WithCloseOnContextDone(true).
+		WithDebugInfoEnabled(false)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		_ = rt.Close(ctx)
