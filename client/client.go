@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/edgeorch/edgeorch/manifests"
@@ -52,7 +53,7 @@ func (c *Client) call(ctx context.Context, verb string, req, out any) error {
 	msg, err := c.request(ctx, subject, body)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
-			return Errorf(CodeUnavailable, "the control plane API is not reachable (no responders on %s)", subject)
+			return Errorf(CodeUnavailable, "%s (no responders on %s)", noResponders, subject)
 		}
 		if CodeOf(err) == CodeForbidden {
 			return err
@@ -83,6 +84,34 @@ func (c *Client) ApplyRaw(ctx context.Context, raw json.RawMessage, dryRun bool)
 	}
 	obj, err := manifests.FromJSON(res.Object)
 	return res.Result, obj, err
+}
+
+// noResponders starts the message of the Unavailable error of a request
+// nothing answered.
+const noResponders = "the control plane API is not reachable"
+
+// ErrApplyBatchUnsupported is returned by ApplyBatch when nothing answers
+// on the batch subject: the API server is down, or older than the verb.
+// Apply one object per request then.
+var ErrApplyBatchUnsupported = errors.New("the API server does not answer batch applies")
+
+// ApplyBatch applies objs (each an encoded object, as ApplyRaw sends) in one
+// request and returns one item per object, in order; an object that failed
+// has its error in its item. At most MaxApplyBatch objects, none twice.
+func (c *Client) ApplyBatch(ctx context.Context, objs []json.RawMessage, dryRun bool) ([]ApplyBatchItem, error) {
+	var res ApplyBatchResult
+	err := c.call(ctx, VerbApplyBatch, ApplyBatchRequest{Objects: objs, DryRun: dryRun}, &res)
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == CodeUnavailable && strings.HasPrefix(se.Message, noResponders) {
+		return nil, fmt.Errorf("%w: %w", ErrApplyBatchUnsupported, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Items) != len(objs) {
+		return nil, fmt.Errorf("%s: %d results for %d objects", VerbApplyBatch, len(res.Items), len(objs))
+	}
+	return res.Items, nil
 }
 
 // Apply creates or updates obj and returns what was done and the stored object.

@@ -164,3 +164,34 @@ type PrepullReply struct {
 	Digest string `json:"digest,omitempty"`
 	Error  string `json:"error,omitempty"`
 }
+
+// VerbApplyBatch is the API verb (subject messaging.APISubject(VerbApplyBatch))
+// that applies several objects in one request: what edgectl apply uses for
+// a directory of manifests. A server without it has no responders there;
+// clients then apply one object per request.
+const VerbApplyBatch = "applyBatch"
+
+// MaxApplyBatch bounds the objects of one ApplyBatchRequest.
+const MaxApplyBatch = 100
+
+// ApplyBatchRequest applies each object as an ApplyRequest would, each on
+// its own: one failing does not stop the others. The objects are applied
+// concurrently, so a batch must not name the same object twice.
+type ApplyBatchRequest struct {
+	Objects []json.RawMessage `json:"objects"`
+	DryRun  bool              `json:"dryRun,omitempty"`
+}
+
+// ApplyBatchResult holds one item per object of the request, in order.
+type ApplyBatchResult struct {
+	Items []ApplyBatchItem `json:"items"`
+}
+
+// ApplyBatchItem says what apply did with one object of a batch (Result
+// and the stored object's ResourceVersion), or why it failed (Error).
+// The stored object itself is not sent back.
+type ApplyBatchItem struct {
+	Result          string       `json:"result,omitempty"`
+	ResourceVersion string       `json:"resourceVersion,omitempty"`
+	Error           *StatusError `json:"error,omitempty"`
+}

@@ -42,8 +42,11 @@ var Handlers = []string{fake.HandlerName, manifests.RuntimeOCI, manifests.Runtim
 
 // Options configure a simulated cluster. Zero values take the defaults.
 type Options struct {
-	// Nodes is the number of simulated nodes, named NodeName(i).
+	// Nodes is the number of simulated nodes, named NodeName(FirstNode+i).
 	Nodes int
+	// FirstNode numbers the nodes from FirstNode (0): fleets of several
+	// processes against one control plane each take a range.
+	FirstNode int
 	// Labels, if set, gives node i its extra labels.
 	Labels func(i int) map[string]string
 	// HeartbeatInterval of the agents (200ms).
@@ -68,6 +71,12 @@ type Options struct {
 	// Controllers, if set, replaces the controllers the control plane runs
 	// (default: controllers.RunWithOptions with ControllerOptions).
 	Controllers func(ctx context.Context, st *store.Store, b *messaging.Buckets, nc *nats.Conn) error
+	// URL, if set, is the NATS URL of a control plane running elsewhere
+	// (e.g. in another process, to measure it apart from the fleet): New
+	// starts only the agents, connected to it.
+	URL string
+	// StartConcurrency is how many agents start at once (8).
+	StartConcurrency int
 }
 
 func (o *Options) defaults() {
@@ -79,6 +88,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.StartConcurrency <= 0 {
+		o.StartConcurrency = 8
 	}
 	if o.Controllers == nil {
 		co := o.ControllerOptions
@@ -161,25 +173,10 @@ func New(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			c.Close()
 		}
 	}()
-	cpCtx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	ready := make(chan string, 1)
-	go func() {
-		c.cpDone <- controlplane.Run(cpCtx, controlplane.Config{
-			DataDir:        filepath.Join(c.dir, "controlplane"),
-			Listen:         "127.0.0.1:0",
-			SyncAlways:     opts.SyncAlways,
-			Logger:         opts.Logger.With("component", "controlplane"),
-			RunControllers: opts.Controllers,
-		}, func(url string) { ready <- url })
-	}()
-	select {
-	case c.URL = <-ready:
-	case err := <-c.cpDone:
-		c.cpDone <- err
-		return nil, fmt.Errorf("sim: control plane: %w", err)
-	case <-ctx.Done():
-		return nil, fmt.Errorf("sim: control plane: %w", ctx.Err())
+	if opts.URL != "" {
+		c.URL = opts.URL
+	} else if err := c.startControlPlane(ctx); err != nil {
+		return nil, err
 	}
 	c.nc, err = messaging.Connect(ctx, c.URL, "sim-client")
 	if err != nil {
@@ -193,14 +190,8 @@ func New(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	for i := range opts.Nodes {
-		n, err := c.startNode(i)
-		if err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		c.nodes = append(c.nodes, n)
-		c.mu.Unlock()
+	if err := c.startNodes(opts.Nodes); err != nil {
+		return nil, err
 	}
 	if !opts.NoWait {
 		if err := c.WaitReady(ctx); err != nil {
@@ -210,8 +201,80 @@ func New(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	return c, nil
 }
 
+func (c *Cluster) startControlPlane(ctx context.Context) error {
+	cpCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	ready := make(chan string, 1)
+	go func() {
+		c.cpDone <- controlplane.Run(cpCtx, controlplane.Config{
+			DataDir:        filepath.Join(c.dir, "controlplane"),
+			Listen:         "127.0.0.1:0",
+			SyncAlways:     c.opts.SyncAlways,
+			Logger:         c.opts.Logger.With("component", "controlplane"),
+			RunControllers: c.opts.Controllers,
+		}, func(url string) { ready <- url })
+	}()
+	select {
+	case c.URL = <-ready:
+		return nil
+	case err := <-c.cpDone:
+		c.cpDone <- err
+		return fmt.Errorf("sim: control plane: %w", err)
+	case <-ctx.Done():
+		return fmt.Errorf("sim: control plane: %w", ctx.Err())
+	}
+}
+
+// startNodes starts nodes 0..n-1, StartConcurrency at a time.
+func (c *Cluster) startNodes(n int) error {
+	nodes := make([]*Node, n)
+	idx := make(chan int)
+	errs := make(chan error, c.opts.StartConcurrency)
+	var wg sync.WaitGroup
+	for range c.opts.StartConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range idx {
+				node, err := c.startNode(i)
+				if err != nil {
+					errs <- err
+					return
+				}
+				nodes[i] = node
+			}
+		}()
+	}
+	var err error
+feed:
+	for i := range n {
+		select {
+		case idx <- i:
+		case err = <-errs:
+			break feed
+		}
+	}
+	close(idx)
+	wg.Wait()
+	if err == nil {
+		select {
+		case err = <-errs:
+		default:
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, node := range nodes {
+		if node != nil { // Close stops the ones that started
+			c.nodes = append(c.nodes, node)
+		}
+	}
+	return err
+}
+
 func (c *Cluster) startNode(i int) (*Node, error) {
-	name := NodeName(i)
+	g := c.opts.FirstNode + i // the node's number in the fleet
+	name := NodeName(g)
 	n := &Node{Name: name, Runtimes: map[string]*fake.Runtime{}, link: &link{}}
 	rts := map[string]runtime.Runtime{}
 	for _, h := range Handlers {
@@ -221,13 +284,13 @@ func (c *Cluster) startNode(i int) (*Node, error) {
 	}
 	labels := map[string]string{}
 	if c.opts.Labels != nil {
-		maps.Copy(labels, c.opts.Labels(i))
+		maps.Copy(labels, c.opts.Labels(g))
 	}
 	cfg := edgeagent.Config{
 		NodeName:          name,
 		DataDir:           filepath.Join(c.dir, "nodes", name),
 		Labels:            labels,
-		Address:           fmt.Sprintf("10.200.%d.%d", i/250, i%250+1),
+		Address:           fmt.Sprintf("10.%d.%d.%d", 200+g/62500, g/250%250, g%250+1),
 		HeartbeatInterval: c.opts.HeartbeatInterval,
 		Runtimes:          rts,
 		Logger:            c.opts.Logger.With("component", "agent"),
@@ -237,7 +300,7 @@ func (c *Cluster) startNode(i int) (*Node, error) {
 		PassImages:        true,
 	}
 	if c.opts.Agent != nil {
-		c.opts.Agent(i, &cfg)
+		c.opts.Agent(g, &cfg)
 	}
 	n.cfg = cfg
 	if err := c.runAgent(n); err != nil {
@@ -358,7 +421,7 @@ func (n *Node) RunningIDs(ctx context.Context) ([]string, error) {
 func (c *Cluster) WaitReady(ctx context.Context) error {
 	names := map[string]bool{}
 	for i := range c.Nodes() {
-		names[NodeName(i)] = true
+		names[NodeName(c.opts.FirstNode+i)] = true
 	}
 	return poll(ctx, func() error {
 		notReady, err := c.notReady(ctx, names)

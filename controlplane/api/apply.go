@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"strings"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/manifests"
@@ -17,40 +19,84 @@ func (s *Server) apply(ctx context.Context, body []byte) (any, error) {
 	if err := decodeBounded(body, &req); err != nil {
 		return nil, err
 	}
-	in, k, err := decodeObjectBounded(req.Object)
+	in, k, err := decodeApply(req.Object)
 	if err != nil {
 		return nil, err
 	}
-	manifests.Default(in)
-	meta := in.GetObjectMeta()
-	if err := manifests.Validate(in); err != nil {
-		return nil, invalid(k.Kind, meta.Name, err)
+	result, obj, err := s.applyObject(ctx, in, k, req.DryRun, s.namespaceExists)
+	if err != nil {
+		return nil, err
 	}
+	return applyResult(result, obj)
+}
+
+// decodeApply decodes, defaults and validates an object sent to apply.
+func decodeApply(raw []byte) (manifests.Object, manifests.Kind, error) {
+	in, k, err := decodeObjectBounded(raw)
+	if err != nil {
+		return nil, k, err
+	}
+	manifests.Default(in)
+	if err := manifests.Validate(in); err != nil {
+		return nil, k, invalid(k.Kind, in.GetObjectMeta().Name, err)
+	}
+	return in, k, nil
+}
+
+// namespaceExists returns the store's error (NotFound) when the namespace
+// ns does not exist.
+func (s *Server) namespaceExists(ctx context.Context, ns string) error {
+	_, err := s.st.Get(ctx, "namespaces", "", ns)
+	return err
+}
+
+// applyObject applies in (decoded by decodeApply) once nsExists says its
+// namespace exists, and returns what was done and the stored object.
+func (s *Server) applyObject(ctx context.Context, in manifests.Object, k manifests.Kind, dryRun bool, nsExists func(context.Context, string) error) (string, manifests.Object, error) {
+	meta := in.GetObjectMeta()
+	get := func() (manifests.Object, error) { return s.st.Get(ctx, k.Resource, meta.Namespace, meta.Name) }
+	var stored manifests.Object
+	var getErr error
 	if k.Namespaced {
-		if _, err := s.st.Get(ctx, "namespaces", "", meta.Namespace); err != nil {
-			return nil, err
+		// Read the object while the namespace is looked up: one round
+		// trip to the store instead of two.
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			stored, getErr = get()
+		}()
+		nsErr := nsExists(ctx, meta.Namespace)
+		<-read
+		if nsErr != nil {
+			return "", nil, nsErr
 		}
+	} else {
+		stored, getErr = get()
 	}
 	// Without a resourceVersion from the client, a write that lost a race
 	// with another writer is retried once on the newer object.
 	for attempt := 0; ; attempt++ {
-		res, err := s.applyOnce(ctx, in, k, req.DryRun)
+		if attempt > 0 {
+			stored, getErr = get()
+		}
+		result, obj, err := s.applyOnce(ctx, in, k, dryRun, stored, getErr)
 		if err != nil && client.IsConflict(err) && meta.ResourceVersion == "" && attempt == 0 {
 			continue
 		}
 		if err != nil && client.CodeOf(err) == client.CodeExists && attempt == 0 {
 			continue // created meanwhile: update it instead
 		}
-		return res, err
+		return result, obj, err
 	}
 }
 
-func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests.Kind, dryRun bool) (any, error) {
+// applyOnce applies in over stored, the object as read (or the error
+// reading it).
+func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests.Kind, dryRun bool, stored manifests.Object, err error) (string, manifests.Object, error) {
 	meta := in.GetObjectMeta()
-	stored, err := s.st.Get(ctx, k.Resource, meta.Namespace, meta.Name)
 	if client.IsNotFound(err) {
 		if meta.ResourceVersion != "" {
-			return nil, err
+			return "", nil, err
 		}
 		obj := in
 		if p, ok := obj.(*manifests.Pod); ok {
@@ -59,7 +105,7 @@ func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests
 		}
 		alloc, err := s.admitNew(ctx, in)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		if dryRun {
 			s.settle(ctx, alloc, false)
@@ -67,47 +113,47 @@ func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests
 			obj, err = s.st.Create(ctx, in)
 			s.settle(ctx, alloc, err == nil)
 			if err != nil {
-				return nil, err
+				return "", nil, err
 			}
 		}
-		return applyResult(client.ResultCreated, obj)
+		return client.ResultCreated, obj, nil
 	}
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if meta.ResourceVersion != "" && meta.ResourceVersion != stored.GetObjectMeta().ResourceVersion {
-		return nil, conflict(k.Resource, meta.Name)
+		return "", nil, conflict(k.Resource, meta.Name)
 	}
 	merged, err := mergeApply(stored, in)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	manifests.Default(merged)
 	alloc, err := s.allocate(ctx, merged, stored)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	written := false
 	defer func() { s.settle(ctx, alloc, written) }()
 	same, err := sameObject(merged, stored)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	if same {
-		return applyResult(client.ResultUnchanged, stored)
+		return client.ResultUnchanged, stored, nil
 	}
 	if err := manifests.ValidateUpdate(merged, stored); err != nil {
-		return nil, invalid(k.Kind, meta.Name, err)
+		return "", nil, invalid(k.Kind, meta.Name, err)
 	}
 	if dryRun {
-		return applyResult(client.ResultConfigured, merged)
+		return client.ResultConfigured, merged, nil
 	}
 	updated, err := s.st.Update(ctx, merged)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	written = true
-	return applyResult(client.ResultConfigured, updated)
+	return client.ResultConfigured, updated, nil
 }
 
 func applyResult(result string, obj manifests.Object) (any, error) {
@@ -146,7 +192,7 @@ func mergeApply(stored, in manifests.Object) (manifests.Object, error) {
 	}
 	m, sm, im := merged.GetObjectMeta(), stored.GetObjectMeta(), in.GetObjectMeta()
 	*m = *sm
-	m.Labels, m.Annotations, m.OwnerReferences = im.Labels, im.Annotations, im.OwnerReferences
+	m.Labels, m.Annotations, m.OwnerReferences = im.Labels, keepManaged(im.Annotations, sm.Annotations), im.OwnerReferences
 	if p, ok := merged.(*manifests.Pod); ok && p.Spec.NodeName == "" {
 		p.Spec.NodeName = stored.(*manifests.Pod).Spec.NodeName
 	}
@@ -156,6 +202,43 @@ func mergeApply(stored, in manifests.Object) (manifests.Object, error) {
 		n.Spec.PodCIDR, n.Spec.PodCIDRs = sn.Spec.PodCIDR, sn.Spec.PodCIDRs
 	}
 	return merged, nil
+}
+
+// managedAnnotationPrefixes are the prefixes of annotations the
+// controllers keep on the objects they manage (a Deployment's revision).
+// As with kubectl apply, whose patch removes only what the last applied
+// manifest had, an apply that does not mention them keeps them: dropping
+// them made every re-apply of an unchanged Deployment a write, followed by
+// the controller's write putting them back.
+var managedAnnotationPrefixes = []string{"deployment.kubernetes.io/"}
+
+// keepManaged returns the incoming annotations plus the managed ones of
+// stored that incoming does not set.
+func keepManaged(incoming, stored map[string]string) map[string]string {
+	var out map[string]string
+	for key, v := range stored {
+		if _, set := incoming[key]; set || !managedAnnotation(key) {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(incoming)+1)
+			maps.Copy(out, incoming)
+		}
+		out[key] = v
+	}
+	if out == nil {
+		return incoming
+	}
+	return out
+}
+
+func managedAnnotation(key string) bool {
+	for _, p := range managedAnnotationPrefixes {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func toMap(obj manifests.Object) (map[string]json.RawMessage, error) {

@@ -121,6 +121,7 @@ func (s *Server) authorizeNode(ctx context.Context, node, verb string, body []by
 			if err != nil {
 				return err // NotFound: the agent drops the status of a deleted pod
 			}
+			remember(ctx, stored) // the status handler starts from it
 			sp, _ := stored.(*manifests.Pod)
 			if sp != nil && meta.UID != "" && sp.UID != meta.UID {
 				// Another pod of the same name now: this one is gone.

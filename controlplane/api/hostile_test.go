@@ -130,7 +130,10 @@ func (e *env) lastRevision(t *testing.T) uint64 {
 // works afterwards, and the server holds no goroutine more at the end.
 func TestHostileRequests(t *testing.T) {
 	e := newEnv(t, Options{})
-	ctx := ctxT(t)
+	// ~40 requests, some of them megabytes: one bound for all of them,
+	// generous for a loaded machine (not a timing assertion).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
 	normal := func(i int) {
 		t.Helper()
 		if res, _, err := e.c.Apply(ctx, configMap("default", "normal", fmt.Sprint(i))); err != nil || res != client.ResultConfigured && res != client.ResultCreated {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/nats-io/nats.go/micro"
 )
@@ -19,6 +20,42 @@ func withSubject(ctx context.Context, subject string) context.Context {
 func subjectOf(ctx context.Context) string {
 	s, _ := ctx.Value(subjectKey{}).(string)
 	return s
+}
+
+type prefetchKey struct{}
+
+// prefetch holds an object the authorization of a request read, so that
+// the handler does not read it again.
+type prefetch struct{ obj manifests.Object }
+
+// withPrefetch makes room in ctx for an object read by the authorization.
+func withPrefetch(ctx context.Context) context.Context {
+	return context.WithValue(ctx, prefetchKey{}, &prefetch{})
+}
+
+// remember keeps obj, read from the store, for the handler.
+func remember(ctx context.Context, obj manifests.Object) {
+	if p, ok := ctx.Value(prefetchKey{}).(*prefetch); ok {
+		p.obj = obj
+	}
+}
+
+// prefetched returns, once, the remembered object if it is resource
+// namespace/name. The caller may use it as read from the store: a write
+// based on it is a compare-and-swap on its resourceVersion.
+func prefetched(ctx context.Context, resource, namespace, name string) (manifests.Object, bool) {
+	p, ok := ctx.Value(prefetchKey{}).(*prefetch)
+	if !ok || p.obj == nil {
+		return nil, false
+	}
+	obj := p.obj
+	p.obj = nil
+	k, err := manifests.KindOf(obj)
+	meta := obj.GetObjectMeta()
+	if err != nil || k.Resource != resource || meta.Namespace != namespace || meta.Name != name {
+		return nil, false
+	}
+	return obj, true
 }
 
 // addSecurityEndpoints starts the service of the node-scoped verbs
@@ -80,6 +117,7 @@ func (s *Server) asNode(verb string, h handler) handler {
 		if !ok || v != verb {
 			return nil, client.Errorf(client.CodeForbidden, "%s: not a node API subject: %q", verb, subjectOf(ctx))
 		}
+		ctx = withPrefetch(ctx)
 		if err := s.authorizeNode(ctx, node, verb, body); err != nil {
 			return nil, err
 		}

@@ -57,6 +57,9 @@ type Server struct {
 	log  *slog.Logger
 
 	sem chan struct{}
+	// allocMu serializes the Service allocations that may claim
+	// addresses (services.go).
+	allocMu sync.Mutex
 
 	mu       sync.Mutex // guards the fields below and Adds to reqs
 	svc      micro.Service
@@ -116,6 +119,7 @@ func (s *Server) Start(ctx context.Context) error {
 		h    handler
 	}{
 		{messaging.VerbApply, s.apply},
+		{client.VerbApplyBatch, s.applyBatch},
 		{messaging.VerbGet, s.get},
 		{messaging.VerbList, s.list},
 		{messaging.VerbDelete, s.delete},

@@ -141,7 +141,7 @@ func TestServiceInfo(t *testing.T) {
 	if err := json.Unmarshal(msg.Data, &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != messaging.APIServiceName || info.Version != messaging.APIVersion || len(info.Endpoints) != 6 {
+	if info.Name != messaging.APIServiceName || info.Version != messaging.APIVersion || len(info.Endpoints) != 7 {
 		t.Fatalf("service info %+v", info)
 	}
 }

@@ -18,12 +18,44 @@ func (s *Server) allocate(ctx context.Context, obj, stored manifests.Object) (*i
 		return nil, nil
 	}
 	old, _ := stored.(*manifests.Service)
+	if keepsAddresses(svc, old) {
+		return nil, nil
+	}
+	// Concurrent allocations (an apply of many Services) would all list
+	// the services, pick the same free address and race for its claim:
+	// one at a time, each claims the first free one.
+	s.allocMu.Lock()
 	a, err := s.opts.Services.Allocate(ctx, svc, old)
+	s.allocMu.Unlock()
 	var fe manifests.FieldErrors
 	if errors.As(err, &fe) {
 		return nil, invalid("Service", svc.Name, fe)
 	}
 	return a, err
+}
+
+// keepsAddresses gives svc, an update of old, old's cluster IP and reports
+// true when that is all the allocator would do: both are ClusterIP
+// services without node ports, and svc asks for no other cluster IP. Then
+// the allocator, which lists every Service to check a requested address,
+// is not needed: re-applying an unchanged Service stays cheap.
+func keepsAddresses(svc, old *manifests.Service) bool {
+	if old == nil || old.Spec.ClusterIP == "" || svc.Spec.Type != manifests.ServiceTypeClusterIP || old.Spec.Type != manifests.ServiceTypeClusterIP {
+		return false
+	}
+	if svc.Spec.ClusterIP != "" && svc.Spec.ClusterIP != old.Spec.ClusterIP {
+		return false
+	}
+	for _, ports := range [][]manifests.ServicePort{svc.Spec.Ports, old.Spec.Ports} {
+		for _, p := range ports {
+			if p.NodePort != 0 {
+				return false
+			}
+		}
+	}
+	svc.Spec.ClusterIP = old.Spec.ClusterIP
+	svc.Spec.ClusterIPs = []string{old.Spec.ClusterIP}
+	return true
 }
 
 // settle commits a (releasing what the previous version held) when the

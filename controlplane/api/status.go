@@ -30,9 +30,13 @@ func (s *Server) updateStatus(ctx context.Context, body []byte) (any, error) {
 	}
 	ns := namespaceFor(k, meta.Namespace)
 	for attempt := 1; ; attempt++ {
-		stored, err := s.st.Get(ctx, k.Resource, ns, meta.Name)
-		if err != nil {
-			return nil, err
+		// A node's request was authorized on the stored object: the first
+		// attempt starts from it rather than reading it again.
+		stored, ok := prefetched(ctx, k.Resource, ns, meta.Name)
+		if !ok {
+			if stored, err = s.st.Get(ctx, k.Resource, ns, meta.Name); err != nil {
+				return nil, err
+			}
 		}
 		if meta.ResourceVersion != "" && meta.ResourceVersion != stored.GetObjectMeta().ResourceVersion {
 			return nil, conflict(k.Resource, meta.Name)

@@ -31,8 +31,11 @@ type Informer struct {
 	w        Watcher
 	resource string
 
-	mu       sync.RWMutex
-	items    map[string]manifests.Object
+	mu    sync.RWMutex
+	items map[string]manifests.Object
+	// keys are the keys of items, sorted, for List; nil when an addition
+	// or deletion made them stale (updates, the common change, do not).
+	keys     []string
 	handlers []Handler
 	synced   chan struct{}
 	once     sync.Once
@@ -100,18 +103,27 @@ func (i *Informer) Get(key string) (manifests.Object, bool) {
 // List returns the cached objects whose labels match sel, ordered by key.
 func (i *Informer) List(sel manifests.Selector) []manifests.Object {
 	i.mu.RLock()
-	keys := make([]string, 0, len(i.items))
-	for k, o := range i.items {
-		if sel.Matches(o.GetObjectMeta().Labels) {
-			keys = append(keys, k)
+	if i.keys == nil {
+		i.mu.RUnlock()
+		i.mu.Lock()
+		defer i.mu.Unlock()
+		if i.keys == nil {
+			keys := make([]string, 0, len(i.items))
+			for k := range i.items {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			i.keys = keys
+		}
+	} else {
+		defer i.mu.RUnlock()
+	}
+	out := make([]manifests.Object, 0, len(i.keys))
+	for _, k := range i.keys {
+		if o := i.items[k]; sel.Matches(o.GetObjectMeta().Labels) {
+			out = append(out, o)
 		}
 	}
-	sort.Strings(keys)
-	out := make([]manifests.Object, len(keys))
-	for n, k := range keys {
-		out[n] = i.items[k]
-	}
-	i.mu.RUnlock()
 	return out
 }
 
@@ -178,10 +190,14 @@ func (i *Informer) apply(key string, obj manifests.Object) {
 			return
 		}
 		delete(i.items, key)
+		i.keys = nil
 	} else {
 		if had && old.GetObjectMeta().ResourceVersion == obj.GetObjectMeta().ResourceVersion {
 			i.mu.Unlock()
 			return // replayed by a restarted watch
+		}
+		if !had {
+			i.keys = nil
 		}
 		i.items[key] = obj
 	}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/controlplane/controller"
 	"github.com/edgeorch/edgeorch/manifests"
 )
@@ -38,7 +42,13 @@ type Recorder interface {
 	Eventf(ctx context.Context, obj manifests.Object, eventType, reason, format string, args ...any) error
 }
 
-// Controller binds unscheduled pods to nodes.
+// Binders is how many bindings the controller writes at once (Run).
+const Binders = 16
+
+// Controller binds unscheduled pods to nodes. Decisions are sequential
+// (one worker, each seeing the previous bindings); under Run the writes
+// of the bindings are not: the decision is assumed at once and a pool of
+// binders writes it, as the Kubernetes scheduler's binding cycle does.
 type Controller struct {
 	st    Store
 	pods  Lister
@@ -46,11 +56,32 @@ type Controller struct {
 	rec   Recorder
 	queue *controller.Queue
 	now   func() time.Time
+	binds chan bindJob // nil: Sync writes the binding itself
 
 	mu sync.Mutex
-	// assumed holds pods bound by this scheduler that the pod cache does
-	// not show bound yet, so that the next decision counts them.
+	// infos holds, by node name, the node and the pods bound to it, fed
+	// by PodChanged and NodeChanged; order lists those with a node,
+	// sorted by name (nil when it must be rebuilt).
+	infos       map[string]*nodeInfo
+	order       []*nodeInfo
+	nodesListed bool
+	// podNode is the node each counted pod is counted on.
+	podNode map[string]string
+	// assumed holds pods bound (or being bound) by this scheduler that the
+	// pod cache does not show bound yet, so that the next decision counts
+	// them.
 	assumed map[string]*manifests.Pod
+	// unfit holds the pods no node fitted at their last decision:
+	// a node or pod change requeues them. (Other pending pods are queued.)
+	unfit map[string]bool
+	// next is where the next decision starts filtering nodes.
+	next int
+}
+
+type bindJob struct {
+	key     string
+	pod     *manifests.Pod // the cached, unbound pod
+	assumed *manifests.Pod // the binding, counted in infos
 }
 
 // NewController returns a scheduler reading pods and nodes from the given
@@ -60,14 +91,34 @@ func NewController(st Store, pods, nodes Lister, rec Recorder) *Controller {
 		st: st, pods: pods, nodes: nodes, rec: rec,
 		queue:   controller.NewQueue(100*time.Millisecond, 30*time.Second),
 		now:     time.Now,
+		infos:   map[string]*nodeInfo{},
+		podNode: map[string]string{},
 		assumed: map[string]*manifests.Pod{},
+		unfit:   map[string]bool{},
 	}
 }
 
-// Run schedules pods with one worker until ctx is done (one worker keeps
-// decisions sequential, each seeing the previous binding).
+// Run schedules pods with one worker, and writes the bindings with
+// Binders goroutines, until ctx is done.
 func (c *Controller) Run(ctx context.Context) {
+	c.binds = make(chan bindJob, 4*Binders)
+	var wg sync.WaitGroup
+	for range Binders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-c.binds:
+					c.bindAssumed(ctx, j)
+				}
+			}
+		}()
+	}
 	controller.RunWorkers(ctx, c.queue, 1, c.Sync)
+	wg.Wait()
 }
 
 // needsScheduling reports whether this scheduler should place pod.
@@ -87,17 +138,34 @@ func (c *Controller) PodChanged(old, new manifests.Object) {
 	op, _ := old.(*manifests.Pod)
 	switch {
 	case np == nil: // deleted: its resources are free
-		if op != nil {
-			if c.forgetAssumed(controller.Key(op)) || op.Spec.NodeName != "" {
-				c.requeuePending()
-			}
+		if op == nil {
+			return
+		}
+		key := controller.Key(op)
+		c.mu.Lock()
+		delete(c.unfit, key)
+		delete(c.assumed, key)
+		freed := c.unplaceLocked(key)
+		c.mu.Unlock()
+		if freed || op.Spec.NodeName != "" {
+			c.requeuePending()
 		}
 	case needsScheduling(np):
-		c.queue.Add(controller.Key(np))
+		key := controller.Key(np)
+		c.queue.Add(key)
 	default:
+		key := controller.Key(np)
+		c.mu.Lock()
+		delete(c.unfit, key)
 		if np.Spec.NodeName != "" {
-			c.forgetAssumed(controller.Key(np)) // the cache shows it bound now
+			delete(c.assumed, key) // the cache shows it bound now
 		}
+		if np.Spec.NodeName != "" && !ended(np) {
+			c.placeLocked(key, np)
+		} else if _, ok := c.assumed[key]; !ok {
+			c.unplaceLocked(key)
+		}
+		c.mu.Unlock()
 		if ended(np) && (op == nil || !ended(op)) {
 			c.requeuePending()
 		}
@@ -108,30 +176,126 @@ func ended(p *manifests.Pod) bool {
 	return p.Status.Phase == manifests.PodSucceeded || p.Status.Phase == manifests.PodFailed
 }
 
-// NodeChanged is the node informer's handler: any node change may let a
-// pending pod fit.
+// NodeChanged is the node informer's handler: a new node, or a change of
+// what the filters read, may let an unschedulable pod fit. (A heartbeat, which
+// only moves the Ready condition's lastHeartbeatTime, does not.)
 func (c *Controller) NodeChanged(old, new manifests.Object) {
-	if new != nil {
+	nn, _ := new.(*manifests.Node)
+	on, _ := old.(*manifests.Node)
+	c.mu.Lock()
+	if nn == nil {
+		if on != nil {
+			if ni := c.infos[on.Name]; ni != nil {
+				ni.setNode(nil)
+				if len(ni.pods) == 0 {
+					delete(c.infos, on.Name)
+				}
+				c.order = nil
+			}
+		}
+		c.mu.Unlock()
+		return
+	}
+	ni := c.infos[nn.Name]
+	if ni == nil {
+		ni = &nodeInfo{}
+		c.infos[nn.Name] = ni
+	}
+	if ni.node == nil {
+		c.order = nil
+	}
+	ni.setNode(nn)
+	c.mu.Unlock()
+	if schedulingChanged(on, nn) {
 		c.requeuePending()
 	}
 }
 
+// schedulingChanged reports whether a filter or score may judge new
+// differently from old.
+func schedulingChanged(old, new *manifests.Node) bool {
+	if old == nil {
+		return true
+	}
+	return IsNodeReady(old) != IsNodeReady(new) ||
+		old.Spec.Unschedulable != new.Spec.Unschedulable ||
+		!maps.Equal(old.Labels, new.Labels) ||
+		!slices.Equal(old.Spec.Taints, new.Spec.Taints) ||
+		!maps.Equal(old.Status.Allocatable, new.Status.Allocatable) ||
+		!maps.Equal(old.Status.Capacity, new.Status.Capacity) ||
+		!slices.EqualFunc(old.Status.RuntimeHandlers, new.Status.RuntimeHandlers, func(a, b manifests.NodeRuntimeHandler) bool { return a.Name == b.Name })
+}
+
 func (c *Controller) requeuePending() {
-	for _, o := range c.pods.List(manifests.Selector{}) {
-		if p, ok := o.(*manifests.Pod); ok && needsScheduling(p) {
-			c.queue.Add(controller.Key(p))
-		}
+	c.mu.Lock()
+	keys := make([]string, 0, len(c.unfit))
+	for k := range c.unfit {
+		keys = append(keys, k)
+	}
+	c.mu.Unlock()
+	for _, k := range keys {
+		c.queue.Add(k)
 	}
 }
 
-// forgetAssumed drops key from the assumed bindings and reports whether
-// it was there.
-func (c *Controller) forgetAssumed(key string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.assumed[key]
-	delete(c.assumed, key)
-	return ok
+// placeLocked counts pod (bound to pod.Spec.NodeName) under key, in place
+// of what was counted under key before.
+func (c *Controller) placeLocked(key string, pod *manifests.Pod) {
+	c.unplaceLocked(key)
+	ni := c.infos[pod.Spec.NodeName]
+	if ni == nil {
+		ni = &nodeInfo{}
+		c.infos[pod.Spec.NodeName] = ni
+	}
+	ni.add(pod)
+	c.podNode[key] = pod.Spec.NodeName
+}
+
+// unplaceLocked stops counting the pod under key and reports whether it
+// was counted.
+func (c *Controller) unplaceLocked(key string) bool {
+	name, ok := c.podNode[key]
+	if !ok {
+		return false
+	}
+	delete(c.podNode, key)
+	if ni := c.infos[name]; ni != nil {
+		ns, n := controller.SplitKey(key)
+		ni.remove(ns, n)
+		if ni.node == nil && len(ni.pods) == 0 {
+			delete(c.infos, name)
+		}
+	}
+	return true
+}
+
+// nodesLocked returns the cached nodes, sorted by name, with their pods.
+func (c *Controller) nodesLocked() []*nodeInfo {
+	if !c.nodesListed {
+		// The handlers keep infos up to date from here on.
+		for _, o := range c.nodes.List(manifests.Selector{}) {
+			if n, ok := o.(*manifests.Node); ok {
+				ni := c.infos[n.Name]
+				if ni == nil {
+					ni = &nodeInfo{}
+					c.infos[n.Name] = ni
+				}
+				ni.setNode(n)
+			}
+		}
+		c.nodesListed, c.order = true, nil
+	}
+	if c.order == nil {
+		order := make([]*nodeInfo, 0, len(c.infos))
+		for _, ni := range c.infos {
+			if ni.node != nil {
+				order = append(order, ni)
+			}
+		}
+		slices.SortFunc(order, func(a, b *nodeInfo) int { return strings.Compare(a.node.Name, b.node.Name) })
+		c.order = order
+	}
+	return c.order
 }
 
 // Sync schedules the pod under key if it still needs it. It returns an
@@ -145,62 +309,94 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	if !ok || !needsScheduling(pod) {
 		return nil
 	}
-	nodes, placed := c.snapshot()
-	node, fitErr := Schedule(pod, nodes, placed)
+	c.mu.Lock()
+	if _, ok := c.assumed[key]; ok {
+		c.mu.Unlock()
+		return nil // bound by a binder, or being bound
+	}
+	node, fitErr, next := schedule(pod, c.nodesLocked(), c.next)
 	if fitErr != nil {
+		c.unfit[key] = true
+		c.mu.Unlock()
 		return c.unschedulable(ctx, pod, fitErr)
 	}
-	return c.bind(ctx, pod, node)
-}
-
-// snapshot returns the cached nodes and the pods on each node, including
-// the pods this scheduler bound that the cache does not show bound yet.
-func (c *Controller) snapshot() ([]*manifests.Node, map[string][]*manifests.Pod) {
-	var nodes []*manifests.Node
-	for _, o := range c.nodes.List(manifests.Selector{}) {
-		if n, ok := o.(*manifests.Node); ok {
-			nodes = append(nodes, n)
-		}
+	c.next = next
+	if c.binds == nil {
+		c.mu.Unlock()
+		return c.bind(ctx, pod, node)
 	}
-	placed := map[string][]*manifests.Pod{}
-	seen := map[string]bool{}
-	// Hold mu across the list and the read of assumed: a pod the cache
-	// shows bound only after the list is still in assumed, because its
-	// handler (forgetAssumed) waits for mu.
-	c.mu.Lock()
-	for _, o := range c.pods.List(manifests.Selector{}) {
-		if p, ok := o.(*manifests.Pod); ok && p.Spec.NodeName != "" {
-			placed[p.Spec.NodeName] = append(placed[p.Spec.NodeName], p)
-			seen[controller.Key(p)] = true
-		}
-	}
-	for k, p := range c.assumed {
-		if !seen[k] {
-			placed[p.Spec.NodeName] = append(placed[p.Spec.NodeName], p)
-		}
-	}
-	c.mu.Unlock()
-	return nodes, placed
-}
-
-func (c *Controller) bind(ctx context.Context, pod *manifests.Pod, node string) error {
-	cp, err := controller.Copy(pod)
+	cp, err := binding(pod, node, c.now())
 	if err != nil {
+		c.mu.Unlock()
 		return err
 	}
+	c.assumed[key] = cp
+	delete(c.unfit, key)
+	c.placeLocked(key, cp)
+	c.mu.Unlock()
+	select {
+	case c.binds <- bindJob{key: key, pod: pod, assumed: cp}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// binding returns a copy of pod bound to node.
+func binding(pod *manifests.Pod, node string, now time.Time) (*manifests.Pod, error) {
+	cp, err := controller.Copy(pod)
+	if err != nil {
+		return nil, err
+	}
 	cp.Spec.NodeName = node
-	setCondition(&cp.Status, manifests.PodCondition{Type: manifests.PodScheduled, Status: manifests.ConditionTrue}, c.now())
+	setCondition(&cp.Status, manifests.PodCondition{Type: manifests.PodScheduled, Status: manifests.ConditionTrue}, now)
 	if cp.Status.Phase == "" {
 		cp.Status.Phase = manifests.PodPending
+	}
+	return cp, nil
+}
+
+// bind writes pod's binding to node and then counts it.
+func (c *Controller) bind(ctx context.Context, pod *manifests.Pod, node string) error {
+	cp, err := binding(pod, node, c.now())
+	if err != nil {
+		return err
 	}
 	if _, err := c.st.Update(ctx, cp); err != nil {
 		return fmt.Errorf("bind pod %s/%s to %s: %w", pod.Namespace, pod.Name, node, err)
 	}
+	key := controller.Key(cp)
 	c.mu.Lock()
-	c.assumed[controller.Key(cp)] = cp
+	c.assumed[key] = cp
+	delete(c.unfit, key)
+	c.placeLocked(key, cp)
 	c.mu.Unlock()
 	c.event(ctx, cp, manifests.EventNormal, EventScheduled, "Successfully assigned %s/%s to %s", pod.Namespace, pod.Name, node)
 	return nil
+}
+
+// bindAssumed writes a binding already counted. If the write fails the
+// binding is forgotten and the pod queued again (the next decision reads
+// the cache's newer copy of a pod changed meanwhile).
+func (c *Controller) bindAssumed(ctx context.Context, j bindJob) {
+	if _, err := c.st.Update(ctx, j.assumed); err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		c.mu.Lock()
+		if c.assumed[j.key] == j.assumed {
+			delete(c.assumed, j.key)
+			c.unplaceLocked(j.key)
+		}
+		c.mu.Unlock()
+		if !client.IsConflict(err) && !client.IsNotFound(err) {
+			slog.WarnContext(ctx, "bind pod, will retry", "pod", j.key, "node", j.assumed.Spec.NodeName, "err", err)
+		}
+		c.queue.AddRateLimited(j.key)
+		return
+	}
+	c.queue.Forget(j.key)
+	c.event(ctx, j.assumed, manifests.EventNormal, EventScheduled, "Successfully assigned %s/%s to %s", j.pod.Namespace, j.pod.Name, j.assumed.Spec.NodeName)
 }
 
 func (c *Controller) unschedulable(ctx context.Context, pod *manifests.Pod, fitErr *FitError) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/edgeorch/edgeorch/controlplane/controller"
 	"github.com/edgeorch/edgeorch/controlplane/controller/controllertest"
@@ -160,11 +161,105 @@ func TestControllerSync(t *testing.T) {
 }
 
 func TestNodeChangeRequeuesPending(t *testing.T) {
-	pods := cache{"default/p": pod("p"), "default/bound": pod("bound")}
+	// p was found unschedulable already (no write is due).
+	p := pod("p")
+	p.Status.Conditions = []manifests.PodCondition{{Type: manifests.PodScheduled, Status: manifests.ConditionFalse, Reason: ReasonUnschedulable, Message: "0/0 nodes are available."}}
+	pods := cache{"default/p": p, "default/bound": pod("bound"), "default/new": pod("new")}
 	pods["default/bound"].(*manifests.Pod).Spec.NodeName = "a"
 	c := NewController(nil, pods, cache{}, nil)
+	for _, p := range pods { // as the informer does
+		c.PodChanged(nil, p)
+	}
+	if err := c.Sync(context.Background(), "default/p"); !errors.Is(err, controller.ErrRetry) {
+		t.Fatalf("Sync(p) with no nodes = %v, want ErrRetry", err)
+	}
+	for c.queue.Len() > 0 { // drain what the additions queued
+		k, _ := c.queue.Get(context.Background())
+		c.queue.Done(k)
+	}
 	c.NodeChanged(nil, node("a"))
 	if c.queue.Len() != 1 {
-		t.Fatalf("queued %d, want only the pending pod", c.queue.Len())
+		t.Fatalf("queued %d, want only the unschedulable pod", c.queue.Len())
 	}
+}
+
+// TestRunBindsConcurrently runs the controller as the control plane does
+// (informers, one decision worker, concurrent binders) on more pods than
+// fit: the bindings in flight are counted, so no node gets more pods than
+// it allows, and a freed slot goes to a waiting pod.
+func TestRunBindsConcurrently(t *testing.T) {
+	env := controllertest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, name := range []string{"a", "b", "c"} {
+		n := node(name, alloc("4", "4Gi", "10"))
+		n.APIVersion, n.Kind = "v1", "Node"
+		if _, err := env.Store.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const nPods = 35
+	for i := range nPods {
+		p := pod(fmt.Sprintf("p%02d", i), ownedBy("rs-1"), podLabels("app", "web"))
+		p.APIVersion, p.Kind = "v1", "Pod"
+		if _, err := env.Store.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	podInf := controller.NewInformer(env.Store, "pods")
+	nodeInf := controller.NewInformer(env.Store, "nodes")
+	c := NewController(env.Store, podInf, nodeInf, &fakeRecorder{})
+	podInf.AddHandler(c.PodChanged)
+	nodeInf.AddHandler(c.NodeChanged)
+	go func() { _ = podInf.Run(ctx) }()
+	go func() { _ = nodeInf.Run(ctx) }()
+	if err := podInf.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodeInf.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	placement := func() (map[string][]string, int) {
+		on := map[string][]string{}
+		unbound := 0
+		objs, _, err := env.Store.List(ctx, "pods", "default", manifests.Selector{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			p := o.(*manifests.Pod)
+			if p.Spec.NodeName == "" {
+				unbound++
+				continue
+			}
+			on[p.Spec.NodeName] = append(on[p.Spec.NodeName], p.Name)
+		}
+		return on, unbound
+	}
+	check := func(wantUnbound int) error {
+		on, unbound := placement()
+		for n, ps := range on {
+			if len(ps) > 10 {
+				t.Fatalf("node %s got %d pods, allows 10: %v", n, len(ps), ps)
+			}
+		}
+		if unbound != wantUnbound || len(on["a"]) != 10 || len(on["b"]) != 10 || len(on["c"]) != 10 {
+			return fmt.Errorf("%d unbound (want %d), per node a %d b %d c %d", unbound, wantUnbound, len(on["a"]), len(on["b"]), len(on["c"]))
+		}
+		return nil
+	}
+	controllertest.Eventually(t, 20*time.Second, func() error { return check(nPods - 30) })
+
+	// Two pods leave node a: two waiting pods take their places.
+	on, _ := placement()
+	for _, name := range on["a"][:2] {
+		if _, err := env.Store.Delete(ctx, "pods", "default", name, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	controllertest.Eventually(t, 20*time.Second, func() error { return check(nPods - 30 - 2) })
 }

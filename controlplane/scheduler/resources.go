@@ -107,17 +107,6 @@ func allocatable(node *manifests.Node) resources {
 	return resources{milliCPU: get("cpu", true), memory: get("memory", false), pods: get("pods", false)}
 }
 
-func sumRequests(pods []*manifests.Pod) resources {
-	var used resources
-	for _, p := range pods {
-		r := podRequests(p)
-		used.milliCPU += r.milliCPU
-		used.memory += r.memory
-		used.pods += r.pods
-	}
-	return used
-}
-
 // fitResources returns the resources a node offering alloc, of which used
 // is taken, lacks for req.
 func fitResources(req, alloc, used resources) []string {

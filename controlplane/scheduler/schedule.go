@@ -63,33 +63,147 @@ func (e *FitError) Error() string {
 // (Succeeded, Failed) and pod itself are ignored. It returns the chosen
 // node's name, or a FitError when no node passes the filters. Schedule
 // does not modify its arguments and is deterministic: equal scores are
-// broken by node name.
+// broken by node name. Like the Kubernetes scheduler, among more than 100
+// nodes it stops filtering once it has found enough feasible nodes
+// (numFeasibleNodesToFind) and scores those.
 func Schedule(pod *manifests.Pod, nodes []*manifests.Node, podsOnNodes map[string][]*manifests.Pod) (string, *FitError) {
+	infos := make([]*nodeInfo, len(nodes))
+	for i, n := range nodes {
+		// The pods are counted only if a decision reads them (the node
+		// passed the cheaper filters, or spreading counts its domain).
+		ni := &nodeInfo{uncounted: podsOnNodes[n.Name], self: pod}
+		ni.setNode(n)
+		infos[i] = ni
+	}
+	name, fe, _ := schedule(pod, infos, 0)
+	return name, fe
+}
+
+// Feasible nodes to find before scoring, as the Kubernetes scheduler's
+// adaptive percentageOfNodesToScore: every node up to 100, then a share
+// falling from 50% to 5% of them, never fewer than 100.
+const (
+	minFeasibleNodesToFind           = 100
+	minFeasibleNodesPercentageToFind = 5
+)
+
+func numFeasibleNodesToFind(n int) int {
+	if n < minFeasibleNodesToFind {
+		return n
+	}
+	pct := max(50-n/125, minFeasibleNodesPercentageToFind)
+	return max(n*pct/100, minFeasibleNodesToFind)
+}
+
+// schedule is Schedule over prepared nodes, filtering from infos[start]
+// on (wrapping around). It also returns where the next decision should
+// start, so that successive decisions look at every node in turn.
+func schedule(pod *manifests.Pod, infos []*nodeInfo, start int) (string, *FitError, int) {
+	n := len(infos)
+	if n == 0 {
+		return "", &FitError{Reasons: map[string]int{}}, 0
+	}
+	start %= n
 	req := podRequests(pod)
-	fe := &FitError{NumNodes: len(nodes), Reasons: map[string]int{}}
-	spread := newSpreadState(pod, nodes, podsOnNodes)
-	var feasible []candidate
-	for _, n := range nodes {
-		others := activePods(pod, podsOnNodes[n.Name])
-		reasons, alloc, used := filter(pod, req, n, others, spread)
-		if len(reasons) > 0 {
+	spread := newSpreadState(pod, infos)
+	want := numFeasibleNodesToFind(n)
+	var fe *FitError
+	feasible := make([]candidate, 0, min(want, 128))
+	examined := 0
+	for ; examined < n && len(feasible) < want; examined++ {
+		ni := infos[(start+examined)%n]
+		if reasons := filter(pod, req, ni, spread); len(reasons) > 0 {
+			if fe == nil {
+				fe = &FitError{NumNodes: n, Reasons: map[string]int{}}
+			}
 			for _, r := range reasons {
 				fe.Reasons[r]++
 			}
 			continue
 		}
-		feasible = append(feasible, candidate{node: n, pods: others, alloc: alloc, used: used})
+		feasible = append(feasible, candidate{info: ni})
 	}
 	if len(feasible) == 0 {
-		return "", fe
+		return "", fe, start
 	}
-	return pickBest(pod, req, feasible, spread), nil
+	return pickBest(pod, req, feasible, spread), nil, (start + examined) % n
+}
+
+// nodeInfo is a node with the active pods bound to it, what they request
+// and how many each controller owns: what a decision reads of a node,
+// kept up to date by the controller rather than recomputed per pod.
+type nodeInfo struct {
+	node   *manifests.Node // nil: pods are bound to a node not (or no longer) cached
+	alloc  resources
+	pods   []*manifests.Pod
+	used   resources
+	owners map[string]int // pods per controller UID
+	// uncounted are pods given to Schedule, not yet in pods (see counted);
+	// self is the pod being placed, which they may include.
+	uncounted []*manifests.Pod
+	self      *manifests.Pod
+}
+
+// counted returns ni once the pods given to Schedule are in pods, used
+// and owners (ended ones and the pod being placed left out).
+func (ni *nodeInfo) counted() *nodeInfo {
+	if ni.uncounted != nil {
+		ps := ni.uncounted
+		ni.uncounted = nil
+		for _, p := range activePods(ni.self, ps) {
+			ni.add(p)
+		}
+	}
+	return ni
+}
+
+func (ni *nodeInfo) setNode(n *manifests.Node) {
+	ni.node = n
+	if n != nil {
+		ni.alloc = allocatable(n)
+	}
+}
+
+func (ni *nodeInfo) add(p *manifests.Pod) {
+	ni.pods = append(ni.pods, p)
+	r := podRequests(p)
+	ni.used.milliCPU += r.milliCPU
+	ni.used.memory += r.memory
+	ni.used.pods += r.pods
+	if uid := controllerUID(p); uid != "" {
+		if ni.owners == nil {
+			ni.owners = map[string]int{}
+		}
+		ni.owners[uid]++
+	}
+}
+
+// remove drops the pod namespace/name and reports whether it was there.
+func (ni *nodeInfo) remove(namespace, name string) bool {
+	for i, p := range ni.pods {
+		if p.Namespace != namespace || p.Name != name {
+			continue
+		}
+		last := len(ni.pods) - 1
+		ni.pods[i] = ni.pods[last]
+		ni.pods[last] = nil
+		ni.pods = ni.pods[:last]
+		r := podRequests(p)
+		ni.used.milliCPU -= r.milliCPU
+		ni.used.memory -= r.memory
+		ni.used.pods -= r.pods
+		if uid := controllerUID(p); uid != "" {
+			if ni.owners[uid]--; ni.owners[uid] <= 0 {
+				delete(ni.owners, uid)
+			}
+		}
+		return true
+	}
+	return false
 }
 
 type candidate struct {
-	node        *manifests.Node
-	pods        []*manifests.Pod
-	alloc, used resources
+	info *nodeInfo
 	// scores
 	least, affinity, spread, taints float64
 }
@@ -112,35 +226,35 @@ func activePods(pod *manifests.Pod, pods []*manifests.Pod) []*manifests.Pod {
 // Kubernetes scheduler it runs the checks in its plugins' order
 // (NodeUnschedulable, TaintToleration, NodeAffinity, NodeResourcesFit,
 // PodTopologySpread) and stops at the first failing one (the resource
-// check may report several resources at once). When it gets that far it
-// also returns what node offers and what the others use.
-func filter(pod *manifests.Pod, req resources, node *manifests.Node, others []*manifests.Pod, spread *spreadState) (reasons []string, alloc, used resources) {
+// check may report several resources at once). What the node offers and
+// what its pods use are read from ni.
+func filter(pod *manifests.Pod, req resources, ni *nodeInfo, spread *spreadState) (reasons []string) {
+	node := ni.node
 	if node.Spec.Unschedulable && !tolerates(pod.Spec.Tolerations, manifests.Taint{Key: TaintUnschedulable, Effect: "NoSchedule"}) {
-		return []string{ReasonNodeUnschedulable}, alloc, used
+		return []string{ReasonNodeUnschedulable}
 	}
 	if t, ok := untoleratedTaint(pod, node); ok {
-		return []string{fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.Key, t.Value)}, alloc, used
+		return []string{fmt.Sprintf("node(s) had untolerated taint {%s: %s}", t.Key, t.Value)}
 	}
 	// The node lifecycle controller taints a node that is not ready; a
 	// node whose Ready condition is not True without the taint (yet) is
 	// skipped all the same.
 	if !IsNodeReady(node) {
-		return []string{ReasonNotReady}, alloc, used
+		return []string{ReasonNotReady}
 	}
 	if h := RuntimeHandler(pod); !hasHandler(node, h) {
-		return []string{fmt.Sprintf("node(s) didn't have runtime handler %s", h)}, alloc, used
+		return []string{fmt.Sprintf("node(s) didn't have runtime handler %s", h)}
 	}
 	if !matchesNodeSelector(pod, node.Labels) {
-		return []string{ReasonAffinity}, alloc, used
+		return []string{ReasonAffinity}
 	}
-	alloc, used = allocatable(node), sumRequests(others)
-	if r := fitResources(req, alloc, used); len(r) > 0 {
-		return r, alloc, used
+	if r := fitResources(req, ni.alloc, ni.counted().used); len(r) > 0 {
+		return r
 	}
 	if r := spread.filter(node); r != "" {
-		return []string{r}, alloc, used
+		return []string{r}
 	}
-	return nil, alloc, used
+	return nil
 }
 
 // untoleratedTaint returns the first NoSchedule or NoExecute taint of
@@ -332,15 +446,16 @@ func pickBest(pod *manifests.Pod, req resources, cs []candidate, spread *spreadS
 	zoned := false
 	for i := range cs {
 		c := &cs[i]
-		c.least = leastRequested(req, c.alloc, c.used)
-		c.affinity = preferredAffinity(pod, c.node.Labels)
+		node := c.info.node
+		c.least = leastRequested(req, c.info.alloc, c.info.used)
+		c.affinity = preferredAffinity(pod, node.Labels)
 		maxAff = max(maxAff, c.affinity)
-		c.taints = float64(countPreferNoSchedule(pod, c.node))
+		c.taints = float64(countPreferNoSchedule(pod, node))
 		maxTaints = max(maxTaints, c.taints)
 		if !spread.explicit() {
-			same[i] = float64(countSimilar(pod, c.pods))
+			same[i] = float64(countSimilar(pod, c.info))
 			maxSame = max(maxSame, same[i])
-			if z, ok := c.node.Labels[LabelZone]; ok {
+			if z, ok := node.Labels[LabelZone]; ok {
 				zoned = true
 				zoneSame[z] += same[i]
 			}
@@ -357,7 +472,7 @@ func pickBest(pod *manifests.Pod, req resources, cs []candidate, spread *spreadS
 		softRaw, softOK = make([]float64, len(cs)), make([]bool, len(cs))
 		first := true
 		for i := range cs {
-			softRaw[i], softOK[i] = spread.rawScore(cs[i].node)
+			softRaw[i], softOK[i] = spread.rawScore(cs[i].info.node)
 			if !softOK[i] {
 				continue
 			}
@@ -398,7 +513,7 @@ func pickBest(pod *manifests.Pod, req resources, cs []candidate, spread *spreadS
 			}
 			if zoned {
 				zs := 0.0 // a node without the zone label is in no zone
-				if z, ok := c.node.Labels[LabelZone]; ok {
+				if z, ok := c.info.node.Labels[LabelZone]; ok {
 					zs = 100
 					if maxZone > 0 {
 						zs = (maxZone - zoneSame[z]) * 100 / maxZone
@@ -408,11 +523,11 @@ func pickBest(pod *manifests.Pod, req resources, cs []candidate, spread *spreadS
 			}
 		}
 		score := weightLeast*c.least + weightAffinity*c.affinity + weightSpread*c.spread + weightTaints*c.taints
-		if best < 0 || score > bestScore || (score == bestScore && c.node.Name < cs[best].node.Name) {
+		if best < 0 || score > bestScore || (score == bestScore && c.info.node.Name < cs[best].info.node.Name) {
 			best, bestScore = i, score
 		}
 	}
-	return cs[best].node.Name
+	return cs[best].info.node.Name
 }
 
 // countPreferNoSchedule counts node's PreferNoSchedule taints pod does not
@@ -442,23 +557,18 @@ func preferredAffinity(pod *manifests.Pod, labels map[string]string) float64 {
 }
 
 // countSimilar counts the pods of pod's controller (or, without one, the
-// pods carrying all of pod's labels) among pods.
-func countSimilar(pod *manifests.Pod, pods []*manifests.Pod) int {
-	owner := controllerUID(pod)
-	if owner == "" && len(pod.Labels) == 0 {
+// pods carrying all of pod's labels) among the pods of ni.
+func countSimilar(pod *manifests.Pod, ni *nodeInfo) int {
+	if owner := controllerUID(pod); owner != "" {
+		return ni.owners[owner] // UIDs are unique across namespaces
+	}
+	if len(pod.Labels) == 0 {
 		return 0
 	}
 	sel := manifests.SelectorFromSet(pod.Labels)
 	n := 0
-	for _, p := range pods {
-		if p.Namespace != pod.Namespace {
-			continue
-		}
-		if owner != "" {
-			if controllerUID(p) == owner {
-				n++
-			}
-		} else if sel.Matches(p.Labels) {
+	for _, p := range ni.pods {
+		if p.Namespace == pod.Namespace && sel.Matches(p.Labels) {
 			n++
 		}
 	}

@@ -32,11 +32,56 @@ func BenchmarkSchedule(b *testing.B) {
 	}
 }
 
+// BenchmarkSchedule10k places one pod of a Deployment among 10,000 nodes
+// running one pod each (the simulated fleet's shape).
+func BenchmarkSchedule10k(b *testing.B) {
+	nodes := make([]*manifests.Node, 0, 10000)
+	running := map[string][]*manifests.Pod{}
+	for i := range 10000 {
+		name := fmt.Sprintf("node-%05d", i)
+		nodes = append(nodes, node(name, labels(LabelZone, fmt.Sprintf("z%d", i%5)), alloc("4", "4Gi", "110")))
+		running[name] = append(running[name], pod(fmt.Sprintf("p-%d", i), ownedBy("rs-1"), requests("10m", "16Mi"), podLabels("app", "web")))
+	}
+	p := pod("new", ownedBy("rs-1"), requests("10m", "16Mi"), podLabels("app", "web"))
+	b.ResetTimer()
+	for range b.N {
+		if _, fe := Schedule(p, nodes, running); fe != nil {
+			b.Fatal(fe)
+		}
+	}
+}
+
+// BenchmarkDecide10k is BenchmarkSchedule10k as the controller decides:
+// over its cached node infos, each decision starting where the last one
+// stopped.
+func BenchmarkDecide10k(b *testing.B) {
+	infos := make([]*nodeInfo, 0, 10000)
+	for i := range 10000 {
+		ni := &nodeInfo{}
+		ni.setNode(node(fmt.Sprintf("node-%05d", i), labels(LabelZone, fmt.Sprintf("z%d", i%5)), alloc("4", "4Gi", "110")))
+		ni.add(pod(fmt.Sprintf("p-%d", i), ownedBy("rs-1"), requests("10m", "16Mi"), podLabels("app", "web")))
+		infos = append(infos, ni)
+	}
+	p := pod("new", ownedBy("rs-1"), requests("10m", "16Mi"), podLabels("app", "web"))
+	next := 0
+	b.ResetTimer()
+	for range b.N {
+		var fe *FitError
+		if _, fe, next = schedule(p, infos, next); fe != nil {
+			b.Fatal(fe)
+		}
+	}
+}
+
 // BenchmarkBind1000 measures the scheduler controller end to end against a
 // real store: 1,000 pending pods of one owner (as a Deployment creates
 // them) are bound to 100 nodes; it reports pods bound per second.
-func BenchmarkBind1000(b *testing.B) {
-	const nNodes, nPods = 100, 1000
+func BenchmarkBind1000(b *testing.B) { benchBind(b, 100, 1000, true) }
+
+// BenchmarkBind1000On10kNodes binds 1,000 pods among 10,000 nodes.
+func BenchmarkBind1000On10kNodes(b *testing.B) { benchBind(b, 10000, 1000, false) }
+
+func benchBind(b *testing.B, nNodes, nPods int, checkSpread bool) {
 	for range b.N {
 		b.StopTimer()
 		env := controllertest.Start(b)
@@ -44,14 +89,14 @@ func BenchmarkBind1000(b *testing.B) {
 		podInf := controller.NewInformer(env.Store, "pods")
 		nodeInf := controller.NewInformer(env.Store, "nodes")
 		for i := range nNodes {
-			n := node(fmt.Sprintf("node-%03d", i), labels(LabelZone, fmt.Sprintf("z%d", i%5)), alloc("4", "4Gi", "110"))
+			n := node(fmt.Sprintf("node-%05d", i), labels(LabelZone, fmt.Sprintf("z%d", i%5)), alloc("4", "4Gi", "110"))
 			n.APIVersion, n.Kind = "v1", "Node"
 			if _, err := env.Store.Create(ctx, n); err != nil {
 				b.Fatal(err)
 			}
 		}
 		for i := range nPods {
-			p := pod(fmt.Sprintf("web-%04d", i), ownedBy("rs-1"), podLabels("app", "web"), requests("10m", "16Mi"))
+			p := pod(fmt.Sprintf("web-%05d", i), ownedBy("rs-1"), podLabels("app", "web"), requests("10m", "16Mi"))
 			p.APIVersion, p.Kind = "v1", "Pod"
 			if _, err := env.Store.Create(ctx, p); err != nil {
 				b.Fatal(err)
@@ -79,20 +124,22 @@ func BenchmarkBind1000(b *testing.B) {
 		b.StartTimer()
 		start := time.Now()
 		go sched.Run(ctx)
-		for bound.Load() < nPods {
+		for bound.Load() < int64(nPods) {
 			time.Sleep(time.Millisecond)
 		}
 		elapsed := time.Since(start)
 		b.StopTimer()
 		b.ReportMetric(float64(nPods)/elapsed.Seconds(), "pods/s")
-		// Spread: one owner's pods over 100 nodes, 10 each.
-		per := map[string]int{}
-		for _, o := range podInf.List(manifests.Selector{}) {
-			per[o.(*manifests.Pod).Spec.NodeName]++
-		}
-		for n, c := range per {
-			if c != nPods/nNodes {
-				b.Fatalf("node %s got %d pods, want %d", n, c, nPods/nNodes)
+		if checkSpread {
+			// Spread: one owner's pods evenly over the nodes.
+			per := map[string]int{}
+			for _, o := range podInf.List(manifests.Selector{}) {
+				per[o.(*manifests.Pod).Spec.NodeName]++
+			}
+			for n, c := range per {
+				if c != nPods/nNodes {
+					b.Fatalf("node %s got %d pods, want %d", n, c, nPods/nNodes)
+				}
 			}
 		}
 		cancel()

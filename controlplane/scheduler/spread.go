@@ -56,7 +56,7 @@ type spreadState struct {
 	hardMin    []int
 }
 
-func newSpreadState(pod *manifests.Pod, nodes []*manifests.Node, podsOnNodes map[string][]*manifests.Pod) *spreadState {
+func newSpreadState(pod *manifests.Pod, infos []*nodeInfo) *spreadState {
 	if len(pod.Spec.TopologySpreadConstraints) == 0 {
 		return nil
 	}
@@ -81,7 +81,8 @@ func newSpreadState(pod *manifests.Pod, nodes []*manifests.Node, podsOnNodes map
 		}
 		all = append(all, c)
 	}
-	for _, n := range nodes {
+	for _, ni := range infos {
+		n := ni.node
 		if !matchesNodeSelector(pod, n.Labels) {
 			continue
 		}
@@ -91,7 +92,7 @@ func newSpreadState(pod *manifests.Pod, nodes []*manifests.Node, podsOnNodes map
 				continue
 			}
 			cnt := c.counts[dom]
-			for _, p := range podsOnNodes[n.Name] {
+			for _, p := range ni.counted().pods {
 				if countable(pod, p) && c.sel.Matches(p.Labels) {
 					cnt++
 				}
