@@ -54,15 +54,26 @@ func EventsStreamConfig(opts BucketOptions) jetstream.StreamConfig {
 
 // EnsureEventsStream creates StreamEvents, or brings an existing one
 // (also one made by an older version, which captured the public subjects)
-// to EventsStreamConfig in place, keeping its messages and consumers.
+// to EventsStreamConfig in place, keeping its messages and consumers. Like
+// OpenBuckets, it scales an existing stream up to opts.Replicas, never down.
 func EnsureEventsStream(ctx context.Context, js jetstream.JetStream, opts BucketOptions) (jetstream.Stream, error) {
-	cfg := EventsStreamConfig(opts)
-	s, err := js.CreateStream(ctx, cfg)
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		s, err = js.UpdateStream(ctx, cfg)
-	}
-	if err != nil {
+	if err := opts.Check(); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", StreamEvents, err)
+	}
+	cfg := EventsStreamConfig(opts)
+	var s jetstream.Stream
+	err := opts.retryPlacement(ctx, func() (err error) {
+		s, err = js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			if old, ierr := js.Stream(ctx, StreamEvents); ierr == nil && old.CachedInfo().Config.Replicas > cfg.Replicas {
+				cfg.Replicas = old.CachedInfo().Config.Replicas
+			}
+			s, err = js.UpdateStream(ctx, cfg)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", StreamEvents, replicasError(err, StreamEvents, cfg.Replicas))
 	}
 	return s, nil
 }
