@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edgeorch/controlplane/api"
+	"github.com/edgeorch/edgeorch/controlplane/dashboard"
 	"github.com/edgeorch/edgeorch/controlplane/ipam"
 	"github.com/edgeorch/edgeorch/controlplane/publish"
 	"github.com/edgeorch/edgeorch/controlplane/store"
@@ -32,11 +33,15 @@ type Config struct {
 	DataDir string
 	// Listen is host:port of the embedded server; port 0 picks a free one.
 	Listen string
-	// NATSURL joins an existing NATS (with JetStream) instead of embedding.
+	// NATSURL joins an existing NATS (with JetStream) instead of embedding;
+	// a comma-separated list names several servers of a cluster (the
+	// connection fails over between them and learns the others).
 	NATSURL string
 	// SyncAlways fsyncs every JetStream write before acknowledging it.
 	SyncAlways bool
-	// Replicas of the buckets (3 on a three-server cluster).
+	// Replicas of every bucket, object store and stream (1 when 0; 3 on a
+	// three-server cluster, see docs/scale-out.md). More than 1 needs
+	// NATSURL: the embedded server is a single server.
 	Replicas int
 	// ServiceCIDR is the range of Service cluster IPs
 	// (ipam.DefaultServiceCIDR when empty).
@@ -74,7 +79,15 @@ type Config struct {
 	// RunControllers runs the controllers until ctx is done; an error
 	// ends Run. Nil runs none.
 	RunControllers func(ctx context.Context, st *store.Store, b *messaging.Buckets, nc *nats.Conn) error
+	// Dashboard, if set, serves the web dashboard (docs/dashboard.md);
+	// its DataDir and TLS (the embedded server's certificate) are filled
+	// in by Run.
+	Dashboard *dashboard.Config
 }
+
+// placementWait is how long creating replicated buckets is retried while
+// the NATS cluster has too few servers up for them.
+const placementWait = 20 * time.Second
 
 // shutdownTimeout bounds draining the connection on the way out.
 const shutdownTimeout = 10 * time.Second
@@ -87,6 +100,15 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	url := cfg.NATSURL
+	// A NATS cluster that has just started may not know all its
+	// servers yet: placing replicated buckets is retried for a while.
+	bucketOpts := messaging.BucketOptions{Replicas: cfg.Replicas, PlacementWait: placementWait}
+	if err := bucketOpts.Check(); err != nil {
+		return err
+	}
+	if url == "" && cfg.Replicas > 1 {
+		return fmt.Errorf("replicas %d: the embedded NATS server is a single server; run a NATS cluster of at least %d servers and join it with --nats-url (docs/scale-out.md)", cfg.Replicas, cfg.Replicas)
+	}
 	var tlsOpts []nats.Option
 	connURL := url // what the control plane dials: url, unless in process
 	var authority *auth.Authority
@@ -112,6 +134,11 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 		ns, st, err := startServer(cfg, authority)
 		if err != nil {
 			return err
+		}
+		if st != nil && cfg.Dashboard != nil { // HTTPS with the NATS certificate
+			dc := *cfg.Dashboard
+			dc.TLS = st.Config
+			cfg.Dashboard = &dc
 		}
 		defer func() {
 			ns.Shutdown()
@@ -147,11 +174,14 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 		return err
 	}
 	defer drain(nc, log)
+	if cfg.NATSURL != "" {
+		log.Info("joined NATS", "url", nc.ConnectedUrl(), "server", nc.ConnectedServerName(), "cluster", nc.ConnectedClusterName(), "replicas", max(cfg.Replicas, 1))
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	b, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{Replicas: cfg.Replicas})
+	b, err := messaging.OpenBuckets(ctx, js, bucketOpts)
 	if err != nil {
 		return err
 	}
@@ -187,11 +217,23 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 		}
 	}()
 	log.Info("API serving", "service", messaging.APIServiceName, "version", messaging.APIVersion)
-	stopPublish, err := publish.Start(ctx, st, nc, publish.Options{Logger: log}, messaging.BucketOptions{Replicas: cfg.Replicas})
+	stopPublish, err := publish.Start(ctx, st, nc, publish.Options{Logger: log}, bucketOpts)
 	if err != nil {
 		return err
 	}
 	defer stopPublish()
+	if cfg.Dashboard != nil {
+		dc := *cfg.Dashboard
+		dc.DataDir = cfg.DataDir
+		if dc.Logger == nil {
+			dc.Logger = log
+		}
+		stopDashboard, err := dashboard.Start(ctx, st, dc)
+		if err != nil {
+			return err
+		}
+		defer stopDashboard()
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/edgeorch/edgeorch/controlplane"
 	"github.com/edgeorch/edgeorch/controlplane/controllers"
+	"github.com/edgeorch/edgeorch/controlplane/dashboard"
 	"github.com/edgeorch/edgeorch/controlplane/ipam"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/messaging"
@@ -40,8 +42,9 @@ func newCommand() *cobra.Command {
 		opts.ClusterCIDR = cfg.ClusterCIDR
 		return controllers.RunWithOptions(ctx, st, b, opts)
 	}
-	var logLevel string
+	var logLevel, logFormat string
 	var dev bool // dev mode: no TLS (and no auth)
+	var httpAddr, httpTokenFile string
 	var tlsFlags tlsFlags
 	cmd := &cobra.Command{
 		Use:           "edge-controlplane",
@@ -50,11 +53,11 @@ func newCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			level, err := parseLevel(logLevel)
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
 			if err != nil {
 				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			cfg.Logger = logger
 			if cfg.TLS, err = tlsFlags.options(cmd, dev, cfg.NATSURL != ""); err != nil {
 				return err
 			}
@@ -65,6 +68,11 @@ func newCommand() *cobra.Command {
 			// operator is external (docs/security.md) and --creds is the
 			// control plane's own identity.
 			cfg.Auth = !dev && cfg.NATSURL == ""
+			if httpAddr != "" {
+				cfg.Dashboard = &dashboard.Config{Listen: httpAddr, TokenFile: httpTokenFile, Dev: dev}
+			} else if httpTokenFile != "" {
+				return fmt.Errorf("--http-token-file: only with --http (the dashboard is off)")
+			}
 			if cfg.Creds != "" && cfg.NATSURL == "" {
 				return fmt.Errorf("--creds: only with --nats-url (the embedded server issues the control plane's own credentials)")
 			}
@@ -80,13 +88,16 @@ func newCommand() *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data-dir", "./edge-data", "directory of the JetStream store")
 	f.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", "", "keys that encrypt Secrets at rest, one id:base64 per line, first = current (default <data-dir>/secrets.key, created 0600 on first start; see docs/security.md)")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:4222", "host:port of the embedded NATS server (port 0 picks a free port)")
-	f.StringVar(&cfg.NATSURL, "nats-url", "", "join this NATS (with JetStream) instead of embedding a server")
+	f.StringVar(&cfg.NATSURL, "nats-url", "", "join this NATS (with JetStream) instead of embedding a server; URL[,URL...] names several servers of a cluster (docs/scale-out.md)")
 	f.BoolVar(&cfg.SyncAlways, "sync-always", true, "fsync every JetStream write before acknowledging it (survives power cuts)")
-	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of each bucket (3 on a three-server NATS cluster)")
+	f.IntVar(&cfg.Replicas, "replicas", 1, "replicas of every bucket, object store and stream (3 on a three-server NATS cluster; more than 1 needs --nats-url); existing ones are scaled up, never down")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text (logfmt) or json (one object per line)")
 	f.StringVar(&cfg.ServiceCIDR, "service-cidr", ipam.DefaultServiceCIDR, "range of Service cluster IPs")
 	f.StringVar(&cfg.ClusterCIDR, "cluster-cidr", ipam.DefaultClusterCIDR, "range the nodes' pod CIDRs (/24 each) are cut from")
 	f.BoolVar(&dev, "dev", false, "dev mode: NATS without TLS and without authentication; never on an untrusted network")
+	f.StringVar(&httpAddr, "http", "", "serve the read-only web dashboard on host:port, e.g. 127.0.0.1:8080 (off when empty; HTTPS with the NATS certificate when NATS TLS is on, else loopback only unless --dev; docs/dashboard.md)")
+	f.StringVar(&httpTokenFile, "http-token-file", "", "bearer token of the dashboard (default <data-dir>/auth/dashboard.token, created 0600 on first start; no token with --dev)")
 	f.StringVar(&cfg.Creds, "creds", "", "with --nats-url: NATS creds file of the control plane's own (admin) user")
 	f.StringVar(&cfg.AccountSigningKey, "account-signing-key", "", "with --nats-url and --creds: file with a signing seed of the account, to issue join tokens and node credentials")
 	f.BoolVar(&tlsFlags.on, "tls", true, "serve NATS over TLS only; without --tls-cert with a CA and certificate generated in <data-dir>/tls")
@@ -148,6 +159,22 @@ func parseLevel(s string) (slog.Level, error) {
 		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// newLogger builds the process logger from --log-level and --log-format.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	l, err := parseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
 // authNote tells where the operators' creds files are.
