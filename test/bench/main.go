@@ -1,7 +1,10 @@
 // Command bench starts a real control plane and agent from bin/ and prints
 // figures: apply→Running latency of a wasm pod (with the raw wazero time
-// measured in the same run), API writes per second against raw JetStream KV
-// puts, resident memory of both daemons idle and loaded, and binary sizes.
+// measured in the same run), the same for a container pod against raw
+// `runc run -d`, API writes per second against raw JetStream KV puts,
+// resident (RSS) and proportional (PSS) memory of both daemons idle and with
+// 50 wasm pods, and binary sizes. Each figure is recorded with its goal
+// through test/bench/internal/figures (appended to $EDGE_BENCH_OUT if set).
 //
 // Run it with `make bench` (which builds bin/ and the test modules first).
 package main
@@ -29,20 +32,25 @@ import (
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/manifests"
+	"github.com/edgeorch/edgeorch/test/bench/internal/figures"
 )
 
 func main() {
 	bin := flag.String("bin", "bin", "directory holding the three binaries")
 	wasmDir := flag.String("wasm", "wasm/build", "directory holding the built test modules")
 	pods := flag.Int("pods", 30, "apply→Running samples")
-	loaded := flag.Int("loaded", 20, "wasm pods running for the loaded memory figure")
+	loaded := flag.Int("loaded", 50, "wasm pods running for the loaded memory figure")
 	writes := flag.Int("writes", 500, "API writes for the write-rate figure")
+	flag.IntVar(&ociLoaded, "oci-loaded", 20, "container pods applied at once for the loaded container figures")
 	flag.Parse()
 	if err := run(*bin, *wasmDir, *pods, *loaded, *writes); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
+
+// ociLoaded is how many container pods benchOCI applies at once.
+var ociLoaded int
 
 type daemon struct {
 	cmd *exec.Cmd
@@ -115,12 +123,16 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 	defer os.RemoveAll(tmp)
 
 	fmt.Println("# binaries (stripped)")
-	for _, b := range []string{"edgectl", "edge-controlplane", "edge-agent"} {
-		st, err := os.Stat(filepath.Join(bin, b))
+	for _, b := range []struct{ file, name, goal string }{
+		{"edgectl", figures.SizeEdgectl, ""},
+		{"edge-controlplane", figures.SizeControlPlane, ""},
+		{"edge-agent", figures.SizeAgent, "< 20 MB"},
+	} {
+		st, err := os.Stat(filepath.Join(bin, b.file))
 		if err != nil {
-			return fmt.Errorf("binary %s: %w (run make build)", b, err)
+			return fmt.Errorf("binary %s: %w (run make build)", b.file, err)
 		}
-		fmt.Printf("%-20s %6.1f MB\n", b, float64(st.Size())/1e6)
+		figures.Record(b.name, float64(st.Size())/1e6, "MB", b.goal)
 	}
 
 	cpLog := filepath.Join(tmp, "cp.log")
@@ -173,9 +185,12 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 		return fmt.Errorf("wait node: %w", err)
 	}
 	time.Sleep(2 * time.Second) // let both daemons settle before the idle figure
-	fmt.Println("\n# resident memory (VmRSS), idle")
-	fmt.Printf("edge-controlplane    %6.1f MiB\n", float64(rssKiB(cp.cmd.Process.Pid))/1024)
-	fmt.Printf("edge-agent           %6.1f MiB\n", float64(rssKiB(ag.cmd.Process.Pid))/1024)
+	fmt.Println("\n# memory (VmRSS, and PSS from smaps_rollup), idle")
+	cpPID, agPID := cp.cmd.Process.Pid, ag.cmd.Process.Pid
+	figures.MiB(figures.ControlPlaneRSSIdle, rssKiB(cpPID), "< 40 MiB")
+	figures.MiB(figures.ControlPlanePSSIdle, pssKiB(cpPID), "")
+	figures.MiB(figures.AgentRSSIdle, rssKiB(agPID), "< 15 MiB")
+	figures.MiB(figures.AgentPSSIdle, pssKiB(agPID), "")
 
 	for _, m := range []string{"sleep", "exit"} {
 		f, err := os.Open(filepath.Join(wasmDir, m+".wasm"))
@@ -243,8 +258,11 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 		return err
 	}
 	fmt.Printf("\n# apply → Running, wasm pod, module cached (%d samples)\n", len(lat))
-	fmt.Printf("edgeorch             median %8s  p99 %8s\n", pct(lat, 50), pct(lat, 99))
-	fmt.Printf("raw wazero instantiate+run (same module cache, in process) median %s p99 %s\n", pct(raw, 50), pct(raw, 99))
+	figures.Duration(figures.WasmApplyMedian, pct(lat, 50), "< 10 ms")
+	figures.Duration(figures.WasmApplyP99, pct(lat, 99), "")
+	fmt.Println("# raw wazero: instantiate+run of exit.wasm, compiled once, in process")
+	figures.Duration(figures.RawWazeroMedian, pct(raw, 50), "")
+	figures.Duration(figures.RawWazeroP99, pct(raw, 99), "")
 
 	// Loaded agent.
 	for i := 0; i < loaded; i++ {
@@ -271,9 +289,19 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 		return err
 	}
 	time.Sleep(2 * time.Second)
-	fmt.Printf("\n# resident memory (VmRSS), %d wasm pods running\n", loaded)
-	fmt.Printf("edge-controlplane    %6.1f MiB\n", float64(rssKiB(cp.cmd.Process.Pid))/1024)
-	fmt.Printf("edge-agent           %6.1f MiB\n", float64(rssKiB(ag.cmd.Process.Pid))/1024)
+	fmt.Printf("\n# memory (VmRSS, PSS), %d wasm pods running\n", loaded)
+	if loaded == 50 {
+		figures.MiB(figures.ControlPlaneRSS50, rssKiB(cpPID), "")
+		figures.MiB(figures.ControlPlanePSS50, pssKiB(cpPID), "")
+		figures.MiB(figures.AgentRSS50, rssKiB(agPID), "< 30 MiB")
+		figures.MiB(figures.AgentPSS50, pssKiB(agPID), "")
+	} else { // not the issue's figure: print it under its own name
+		n := fmt.Sprintf(", %d wasm pods", loaded)
+		figures.MiB("control plane RSS"+n, rssKiB(cpPID), "")
+		figures.MiB("control plane PSS"+n, pssKiB(cpPID), "")
+		figures.MiB("agent RSS"+n, rssKiB(agPID), "")
+		figures.MiB("agent PSS"+n, pssKiB(agPID), "")
+	}
 
 	// API writes (sync on every write, the default) against raw KV puts.
 	t0 := time.Now()
@@ -301,10 +329,10 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 	}
 	rawRate := float64(writes) / time.Since(t0).Seconds()
 	js.DeleteKeyValue(ctx, "bench-raw")
-	fmt.Printf("\n# writes, one writer, sync on every write (%d each)\n", writes)
-	fmt.Printf("edgectl-equivalent API apply  %8.0f/s\n", apiRate)
-	fmt.Printf("raw JetStream KV put          %8.0f/s  (API at %.0f%% of raw)\n", rawRate, 100*apiRate/rawRate)
-	return benchOCI(ctx, c, ag, filepath.Join(tmp, "agent"), samples, loaded)
+	fmt.Printf("\n# writes, one writer, sync on every write (%d each; API at %.0f%% of raw)\n", writes, 100*apiRate/rawRate)
+	figures.Record(figures.APIWrites, apiRate, "/s", "")
+	figures.Record(figures.RawKVPuts, rawRate, "/s", "")
+	return benchOCI(ctx, c, ag, filepath.Join(tmp, "agent"), samples, ociLoaded)
 }
 
 func podManifest(name, image string, labels map[string]string) json.RawMessage {
