@@ -20,6 +20,62 @@ type Buckets struct {
 	JoinTokens jetstream.KeyValue
 	// NodeKeys records the user keys issued to each node.
 	NodeKeys jetstream.KeyValue
+	// Usage holds the latest resource usage each agent reported, under
+	// UsageKey, in memory, for UsageTTL (docs/top.md).
+	Usage jetstream.KeyValue
+}
+
+// Resource usage (docs/top.md): agents report on the node-scoped subject
+// of VerbUsage, edgectl top reads through VerbTop, the control plane keeps
+// the latest report of each node in BucketUsage.
+const (
+	// BucketUsage holds one usage report per node under UsageKey.
+	BucketUsage = "edge-usage"
+	// UsageTTL is how long a report is kept: a node silent for longer
+	// drops out of edgectl top.
+	UsageTTL = 5 * time.Minute
+	// VerbUsage is the node-scoped verb an agent reports its usage with.
+	VerbUsage = "usage"
+	// VerbTop reads the usage of nodes or pods (edgectl top).
+	VerbTop = "top"
+)
+
+// UsageKey is the key of node's usage report in BucketUsage.
+func UsageKey(node string) string { return "node." + EncodeToken(node) }
+
+// UsageFilter matches every key of BucketUsage.
+func UsageFilter() string { return "node.>" }
+
+// openUsage opens BucketUsage, creating it in memory: usage is a figure
+// that is stale within seconds, so it is not worth a disk write (and the
+// fsync of sync_interval: always) per report; after a restart of the
+// NATS server it is back within one report interval.
+func openUsage(ctx context.Context, js jetstream.JetStream, opts BucketOptions) (jetstream.KeyValue, error) {
+	b, err := js.KeyValue(ctx, BucketUsage)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		err = opts.retryPlacement(ctx, func() (err error) {
+			b, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket:      BucketUsage,
+				Description: "latest resource usage of each node and its pods",
+				History:     1,
+				Replicas:    opts.replicas(),
+				Storage:     jetstream.MemoryStorage,
+				TTL:         UsageTTL,
+			})
+			return err
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			b, err = js.KeyValue(ctx, BucketUsage)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketUsage, replicasError(err, KVStream(BucketUsage), opts.replicas()))
+	}
+	// An existing bucket is scaled up as the others are.
+	if _, err := ensureStream(ctx, js, KVStream(BucketUsage), opts, false); err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketUsage, err)
+	}
+	return b, nil
 }
 
 // MaxJoinTokenTTL bounds the lifetime of a join token.
@@ -116,8 +172,10 @@ const (
 
 // StreamMaxConsumers is the consumer limit set on every stream: nats-server
 // (2.11 on) allows 1,000 consumers per stream unless the stream says
-// otherwise, and every agent's assignments watch is one, so past the
-// ~1,000th node new agents never saw their pods.
+// otherwise. Agents follow their assignments by notification (notify.go),
+// but a resync and an agent that fell back to a KV watch (credentials
+// issued before notifications) each hold one for a while; with the default,
+// watching agents past the ~1,000th never saw their pods.
 const StreamMaxConsumers = 1 << 20
 
 // ensureStream raises the replicas of the existing stream to want (never
@@ -211,6 +269,11 @@ func OpenBuckets(ctx context.Context, js jetstream.JetStream, opts BucketOptions
 	if b.Assignments, err = kv(BucketAssignments, "pods bound to nodes", false); err != nil {
 		return nil, err
 	}
+	// Agents follow their assignments through core NATS notifications
+	// (notify.go); an existing bucket gets the rule on start.
+	if _, err := ensureRePublish(ctx, js, KVStream(BucketAssignments), AssignmentsRePublish(), opts); err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketAssignments, err)
+	}
 	if b.Leases, err = kv(BucketLeases, "node heartbeats", false); err != nil {
 		return nil, err
 	}
@@ -218,6 +281,9 @@ func OpenBuckets(ctx context.Context, js jetstream.JetStream, opts BucketOptions
 		return nil, err
 	}
 	if b.NodeKeys, err = kv(BucketNodeKeys, "user keys issued to nodes", true); err != nil {
+		return nil, err
+	}
+	if b.Usage, err = openUsage(ctx, js, opts); err != nil {
 		return nil, err
 	}
 	b.Modules, err = js.ObjectStore(ctx, StoreModules)

@@ -98,6 +98,35 @@ func AssignmentKey(node, namespace, pod string) string {
 // AssignmentFilter selects every assignment of one node.
 func AssignmentFilter(node string) string { return EncodeToken(node) + ".>" }
 
+// assignNotifyPrefix is where the assignments bucket's stream republishes
+// every change (AssignmentsRePublish): core NATS messages, one per put,
+// delete or purge, under the assignment key.
+const assignNotifyPrefix = "edge.asg.v1"
+
+// AssignmentNotifySubject is the core NATS subject on which a change of
+// assignment key is republished.
+func AssignmentNotifySubject(key string) string { return assignNotifyPrefix + "." + key }
+
+// AssignmentNotifyFilter matches the republished changes of every
+// assignment of one node: what its agent subscribes to (and all its
+// credentials let it subscribe to).
+func AssignmentNotifyFilter(node string) string {
+	return assignNotifyPrefix + "." + AssignmentFilter(node)
+}
+
+// ParseAssignmentNotifySubject returns the assignment key of an
+// AssignmentNotifySubject.
+func ParseAssignmentNotifySubject(subject string) (key string, err error) {
+	key, ok := strings.CutPrefix(subject, assignNotifyPrefix+".")
+	if !ok || key == "" {
+		return "", fmt.Errorf("assignment notification subject %q: want %s.<node>.<namespace>.<pod>", subject, assignNotifyPrefix)
+	}
+	if _, _, _, err := ParseAssignmentKey(key); err != nil {
+		return "", fmt.Errorf("assignment notification subject %q: %w", subject, err)
+	}
+	return key, nil
+}
+
 // ParseAssignmentKey splits an AssignmentKey.
 func ParseAssignmentKey(key string) (node, namespace, pod string, err error) {
 	parts := strings.Split(key, ".")

@@ -73,6 +73,8 @@ func PermissionsOf(role Role, node string) (jwt.Permissions, error) {
 		p.Pub.Allow.Add(
 			messaging.APISubject(messaging.VerbGet),
 			messaging.APISubject(messaging.VerbList),
+			// edgectl top.
+			messaging.APISubject(messaging.VerbTop),
 			messaging.NodeVerbsFilter(messaging.NodeVerbLogs),
 			jsAPI+"INFO",
 			// edgectl version: the API service's info.
@@ -111,6 +113,9 @@ func PermissionsOf(role Role, node string) (jwt.Permissions, error) {
 		p.Sub.Allow.Add(
 			messaging.NodeInboxPrefix(node)+".>",
 			messaging.NodeSubjectsFilter(node),
+			// Its assignment changes, republished by the bucket's
+			// stream (core NATS, no consumer per node).
+			messaging.AssignmentNotifyFilter(node),
 			// The agent's service proxy, DNS and pod network.
 			messaging.WatchResourceFilter("services"),
 			messaging.WatchResourceFilter("endpoints"),
