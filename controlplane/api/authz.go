@@ -20,6 +20,8 @@ import (
 //   - Events about itself or its pods: create (apply);
 //   - services, endpoints, nodes: get, list, watch (service proxy, DNS,
 //     pod network routes).
+//   - its own resource usage: report (usage; its pods' figures count
+//     only for pods bound to it, see usage.go).
 //
 // Anything else is Forbidden, naming node, verb and object.
 
@@ -43,6 +45,9 @@ func qualified(namespace, name string) string {
 
 func (s *Server) authorizeNode(ctx context.Context, node, verb string, body []byte) error {
 	switch verb {
+	case messaging.VerbUsage:
+		// Its own usage only (usage.go).
+		return authorizeUsage(node, body)
 	case messaging.VerbGet:
 		var req client.GetRequest
 		if err := decodeBounded(body, &req); err != nil {

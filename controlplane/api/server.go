@@ -60,6 +60,8 @@ type Server struct {
 	// allocMu serializes the Service allocations that may claim
 	// addresses (services.go).
 	allocMu sync.Mutex
+	// usage is the bucket of usage reports (usage.go).
+	usage usageBucket
 
 	mu       sync.Mutex // guards the fields below and Adds to reqs
 	svc      micro.Service
@@ -125,6 +127,7 @@ func (s *Server) Start(ctx context.Context) error {
 		{messaging.VerbDelete, s.delete},
 		{messaging.VerbUpdate, s.update},
 		{messaging.VerbUpdateStatus, s.updateStatus},
+		{messaging.VerbTop, s.top},
 	}
 	for _, v := range verbs {
 		if err := svc.AddEndpoint(v.verb, s.serve(reqCtx, v.verb, v.h), micro.WithEndpointSubject(messaging.APISubject(v.verb))); err != nil {
@@ -138,6 +141,14 @@ func (s *Server) Start(ctx context.Context) error {
 		cancel()
 		_ = svc.Stop()
 		return err
+	}
+	// Usage reports come only on the node-scoped subjects (usage.go).
+	usageName := "node-" + messaging.VerbUsage
+	if err := svcSec.AddEndpoint(usageName, s.serve(reqCtx, usageName, s.asNode(messaging.VerbUsage, s.reportUsage)), micro.WithEndpointSubject(messaging.NodeAPIFilter(messaging.VerbUsage))); err != nil {
+		cancel()
+		_ = svc.Stop()
+		_ = svcSec.Stop()
+		return fmt.Errorf("start API endpoint %s: %w", usageName, err)
 	}
 	// The endpoints' subscriptions must reach the server before Start
 	// returns: callers announce the API as ready right after.
@@ -186,10 +197,11 @@ func (s *Server) Stop() error {
 // client.Response.
 func (s *Server) serve(ctx context.Context, verb string, h handler) micro.Handler {
 	return micro.HandlerFunc(func(req micro.Request) {
+		start := time.Now() // measured to the reply (metrics.go)
 		s.mu.Lock()
 		if s.stopping {
 			s.mu.Unlock()
-			s.respond(verb, req, nil, client.Errorf(client.CodeUnavailable, "the API server is shutting down"))
+			s.respondTimed(verb, req, nil, client.Errorf(client.CodeUnavailable, "the API server is shutting down"), start)
 			return
 		}
 		s.reqs.Add(1)
@@ -198,15 +210,17 @@ func (s *Server) serve(ctx context.Context, verb string, h handler) micro.Handle
 		go func() {
 			defer s.reqs.Done()
 			defer func() { <-s.sem }()
+			requestsInFlight.Inc()
+			defer requestsInFlight.Dec()
 			if len(req.Data()) > s.opts.MaxRequestBytes {
-				s.respond(verb, req, nil, client.Errorf(client.CodeInvalid, "request too large: %d bytes (limit %d)", len(req.Data()), s.opts.MaxRequestBytes))
+				s.respondTimed(verb, req, nil, client.Errorf(client.CodeInvalid, "request too large: %d bytes (limit %d)", len(req.Data()), s.opts.MaxRequestBytes), start)
 				return
 			}
 			rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
 			defer cancel()
 			rctx = withSubject(rctx, req.Subject())
 			res, err := h(rctx, req.Data())
-			s.respond(verb, req, res, err)
+			s.respondTimed(verb, req, res, err, start)
 		}()
 	})
 }

@@ -141,7 +141,7 @@ func TestServiceInfo(t *testing.T) {
 	if err := json.Unmarshal(msg.Data, &info); err != nil {
 		t.Fatal(err)
 	}
-	if info.Name != messaging.APIServiceName || info.Version != messaging.APIVersion || len(info.Endpoints) != 7 {
+	if info.Name != messaging.APIServiceName || info.Version != messaging.APIVersion || len(info.Endpoints) != 8 {
 		t.Fatalf("service info %+v", info)
 	}
 }
