@@ -73,6 +73,19 @@ type Config struct {
 	// HostPaths says which hostPath volumes pods may use
 	// (--allow-host-path); nil refuses them all.
 	HostPaths *HostPathPolicy
+	// MetricsListen, if set, is the host:port where /metrics serves the
+	// agent's Prometheus figures (metrics.go, docs/metrics.md; port 0
+	// picks a free one); MetricsReady, if set, is called with its URL.
+	MetricsListen string
+	MetricsReady  func(url string)
+	// UsageInterval is how often the agent reports the resource usage of
+	// the node and its pods for edgectl top (usage.go); 0 reports none.
+	UsageInterval time.Duration
+	// AssignmentsCheckInterval is how often (give or take a fifth) the
+	// agent compares the keys and revisions of its assignments with what
+	// it runs, in case a notification was lost without a sign
+	// (DefaultAssignmentsCheckInterval, 5 min, when 0).
+	AssignmentsCheckInterval time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -145,6 +158,9 @@ type Agent struct {
 	// svc is the Services snapshot, proxy and DNS (nil unless
 	// Config.ServiceProxy or Config.DNSAddr).
 	svc *services
+	// metrics are the Prometheus figures (metrics.go); nil unless
+	// Config.MetricsListen.
+	metrics *agentMetrics
 
 	mu      sync.Mutex
 	workers map[string]*podWorker // by namespace/name
@@ -201,6 +217,9 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 		gone:       map[string]*podWorker{},
 	}
 	a.mods.setLogger(a.log)
+	if cfg.MetricsListen != "" { // off, nothing is counted (simulated fleets run thousands of agents)
+		a.metrics = newAgentMetrics(a)
+	}
 	a.st = newStatusQueue(api, a.log)
 	if err := a.st.withOutbox(db); err != nil {
 		db.Close()
@@ -264,6 +283,11 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	defer stopPrepull()
+	stopMetrics, err := a.serveMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	a.goRun(func() { a.st.run(ctx) })
 	a.goRun(func() { a.revs.run(ctx, a.log) })
 	a.goRun(func() { a.imageGCLoop(ctx) })
@@ -286,6 +310,9 @@ func (a *Agent) run(ctx context.Context) error {
 		a.goRun(func() { a.svc.run(ctx) })
 	}
 	a.goRun(func() { a.heartbeatLoop(ctx, js) })
+	if a.cfg.UsageInterval > 0 {
+		a.goRun(func() { a.usageLoop(ctx) })
+	}
 	a.goRun(func() { a.watchAssignments(ctx, js) })
 	a.log.Info("agent started", "address", a.cfg.Address, "dataDir", a.cfg.DataDir)
 	a.goRun(func() { a.notifySystemd(ctx) }) // READY=1 and WATCHDOG=1 (sdnotify.go)

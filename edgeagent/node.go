@@ -268,6 +268,8 @@ func (a *Agent) heartbeatLoop(ctx context.Context, js jetstream.JetStream) {
 			cancel()
 			if err != nil {
 				a.log.Debug("renew lease", "err", err)
+			} else {
+				a.metrics.heartbeat(time.Now())
 			}
 		}
 		if !waitFor(ctx, a.cfg.HeartbeatInterval) {

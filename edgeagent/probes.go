@@ -24,7 +24,7 @@ func (w *podWorker) probe(ctx context.Context, rt runtime.Runtime, pod *manifest
 	}
 	if c.probeKill == "" {
 		if c.prober == nil {
-			t := probe.Target{ContainerID: c.id, Wasm: handler == manifests.RuntimeWasm, Ports: spec.Ports}
+			t := probe.Target{ContainerID: c.id, Wasm: handler == manifests.RuntimeWasm, Ports: spec.Ports, Observe: w.a.metrics.observeProbe}
 			if ex, ok := rt.(runtime.Execer); ok {
 				t.Execer = ex
 			}

@@ -608,9 +608,13 @@ func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifest
 	if err != nil {
 		return fail(reasonConfigError, err)
 	}
+	startedAt := time.Now() // the start's duration, in the metrics
 	id, err := rt.CreateContainer(ctx, sandbox, cfg)
 	if errors.Is(err, runtime.ErrNotFound) {
 		return true
+	}
+	if err != nil {
+		w.a.metrics.containerStartFailed(handler)
 	}
 	if errors.Is(err, runtime.ErrInvalid) && handler == manifests.RuntimeOCI {
 		// runc checks the command at create: a bad command is a start
@@ -622,6 +626,7 @@ func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifest
 		return fail(reasonCreateError, err)
 	}
 	if err := rt.StartContainer(ctx, id); err != nil {
+		w.a.metrics.containerStartFailed(handler)
 		rt.RemoveContainer(ctx, id)
 		if handler == manifests.RuntimeOCI {
 			w.startFailed(pod, spec, c, policy, err)
@@ -629,6 +634,7 @@ func (w *podWorker) start(ctx context.Context, rt runtime.Runtime, pod *manifest
 		}
 		return fail(reasonRunError, err)
 	}
+	w.a.metrics.containerStarted(handler, time.Since(startedAt))
 	c.id = id
 	c.image = spec.Image
 	c.failures.Reset()

@@ -50,6 +50,7 @@ type options struct {
 	requestTimeout time.Duration
 
 	nsExplicit func() bool
+	cfg        configState // the config file and context (config.go)
 	nc         *nats.Conn
 	cl         *client.Client
 }
@@ -107,7 +108,7 @@ func (o *options) client(ctx context.Context) (*client.Client, error) {
 		r.err = ctx.Err()
 	}
 	if r.err != nil {
-		return nil, &connectError{server: o.server, err: r.err, creds: o.creds != ""}
+		return nil, &connectError{server: o.server, err: r.err, creds: o.creds != "", hint: o.contextHint()}
 	}
 	o.nc = r.nc
 	o.cl = client.New(r.nc)
@@ -180,6 +181,7 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 	pf.DurationVar(&o.requestTimeout, "request-timeout", 10*time.Second, "how long to wait for one server request")
 	nsFlag := pf.Lookup("namespace")
 	o.nsExplicit = func() bool { return nsFlag.Changed }
+	o.addConfigFlags(root)
 
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{cmd: c.CommandPath(), err: err}
@@ -200,7 +202,12 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 		newPrepullCmd(o),
 		newTokenCmd(o),
 		newNodeCmd(o),
+		newTopCmd(o),
+		newConfigCmd(o),
+		newCompletionCmd(o),
+		newDiffCmd(o),
 	)
+	registerCompletions(root, o)
 	return root, o
 }
 
@@ -217,6 +224,10 @@ func Run(ctx context.Context, args []string, streams IOStreams) int {
 	var ec *exitCodeError
 	if errors.As(err, &ec) {
 		return ec.code
+	}
+	var coded interface{ ExitCode() int }
+	if errors.As(err, &coded) {
+		return coded.ExitCode()
 	}
 	return 1
 }
@@ -238,7 +249,8 @@ func usageErrorf(cmd *cobra.Command, format string, args ...any) error {
 type connectError struct {
 	server string
 	err    error
-	creds  bool // --creds was given
+	creds  bool   // --creds was given
+	hint   string // where the server setting came from, when a context
 }
 
 func (e *connectError) Error() string {
@@ -252,6 +264,9 @@ func (e *connectError) Error() string {
 		} else {
 			msg += "\nThis control plane requires credentials: --creds FILE (env EDGE_CREDS); it writes admin.creds and readonly.creds under <data-dir>/auth."
 		}
+	}
+	if e.hint != "" {
+		msg += "\n" + e.hint
 	}
 	return msg
 }

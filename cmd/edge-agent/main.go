@@ -41,6 +41,7 @@ type options struct {
 	server, nodeName, dataDir, labels, address, logLevel, runc string
 	logFormat                                                  string
 	heartbeat                                                  time.Duration
+	usageInterval                                              time.Duration
 	podNetwork                                                 bool
 	podBridge                                                  string
 	serviceProxy                                               bool
@@ -48,6 +49,7 @@ type options struct {
 	tlsCA, tlsCert, tlsKey                                     string
 	creds, joinToken                                           string
 	allowHostPath                                              []string
+	metricsListen                                              string
 
 	// Memory (setMemory).
 	gcPercent    int
@@ -84,6 +86,8 @@ func newCommand() *cobra.Command {
 	f.StringVar(&o.labels, "labels", "", "node labels, k=v,k2=v2")
 	f.StringVar(&o.address, "address", "", "node InternalIP (default: first non-loopback IPv4)")
 	f.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the node lease is renewed")
+	f.DurationVar(&o.usageInterval, "usage-interval", 15*time.Second, "how often the CPU and memory usage of the node and its pods is reported, for edgectl top (0: never)")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (off when empty; no authentication: keep it on loopback or a trusted network; docs/metrics.md)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text (logfmt) or json (one object per line, for journald/log shippers)")
 	f.StringVar(&o.runc, "runc", "", "path of the runc binary for OCI containers (default: runc in PATH)")
@@ -225,6 +229,9 @@ func run(ctx context.Context, o options) error {
 	if o.nodeName == "" {
 		return fmt.Errorf("--node-name: required (the hostname is unknown)")
 	}
+	if err := edgeagent.CheckUsageInterval(o.usageInterval); err != nil {
+		return fmt.Errorf("--usage-interval: %w", err)
+	}
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
@@ -316,6 +323,8 @@ func run(ctx context.Context, o options) error {
 		Labels:            labels,
 		Address:           o.address,
 		HeartbeatInterval: o.heartbeat,
+		MetricsListen:     o.metricsListen,
+		UsageInterval:     o.usageInterval,
 		Runtimes:          runtimes,
 		Logger:            log,
 		PodNetwork:        podNetwork,

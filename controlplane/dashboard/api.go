@@ -43,6 +43,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/rollouts", s.handleRollouts)
 	mux.HandleFunc("GET /api/events", s.handleEvents)
 	mux.HandleFunc("GET /api/stream", s.handleStream)
+	mux.Handle("GET /metrics", s.handleMetrics()) // Prometheus text (metrics.go)
 	return s.withHeaders(s.withAuth(mux))
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/runtime"
@@ -39,6 +40,9 @@ type Target struct {
 	Host string
 	// Ports are the container's ports, for probes naming one.
 	Ports []manifests.ContainerPort
+	// Observe, if set, is told the result and duration of every probe
+	// attempt (the agent's metrics).
+	Observe func(kind Kind, ok bool, d time.Duration)
 }
 
 func (t *Target) host(h string) string {

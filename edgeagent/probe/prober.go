@@ -173,13 +173,18 @@ func (p *Prober) loop(ctx context.Context, kind Kind, spec *manifests.Probe, sta
 func (p *Prober) probe(ctx context.Context, w *worker) bool {
 	timeout := time.Duration(orDefault(w.spec.TimeoutSeconds, DefaultTimeoutSeconds)) * time.Second
 	pctx, cancel := context.WithTimeout(ctx, timeout)
+	start := time.Now()
 	err := p.target.run(pctx, w.spec)
+	took := time.Since(start)
 	if err != nil && pctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		err = timeoutError{err: err, timeout: timeout}
 	}
 	cancel()
 	if ctx.Err() != nil {
 		return false
+	}
+	if p.target.Observe != nil {
+		p.target.Observe(w.kind, err == nil, took)
 	}
 	ok := err == nil
 	if w.resultRun > 0 && w.lastResult == ok {
