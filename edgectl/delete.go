@@ -20,6 +20,7 @@ type deleteOptions struct {
 	output         string
 	cascade        string
 	policy         string // the API's propagationPolicy, from --cascade
+	dryRun         string // none, client or server
 }
 
 func newDeleteCmd(o *options) *cobra.Command {
@@ -41,6 +42,9 @@ func newDeleteCmd(o *options) *cobra.Command {
 				return usageErrorf(cmd, "%v", err)
 			}
 			d.policy = policy
+			if err := checkDryRun(d.dryRun); err != nil {
+				return usageErrorf(cmd, "%v", err)
+			}
 			if len(d.files) > 0 {
 				if len(args) > 0 || d.selector != "" || d.all {
 					return usageErrorf(cmd, "cannot combine -f with resource arguments, -l or --all")
@@ -77,6 +81,7 @@ func newDeleteCmd(o *options) *cobra.Command {
 	f.StringVarP(&d.output, "output", "o", "", "output format: name")
 	f.StringVar(&d.cascade, "cascade", "background", `what becomes of the dependents (e.g. a Deployment's ReplicaSets and pods): "background" (deleted after the object), "foreground" (deleted before it) or "orphan" (left in place)`)
 	f.Lookup("cascade").NoOptDefVal = "background"
+	addDryRunFlag(f, &d.dryRun, "only print what would be deleted (the API has no dry-run delete: server is client)")
 	return cmd
 }
 
@@ -165,9 +170,15 @@ func (d *deleteOptions) deleteAll(ctx context.Context, cl *client.Client, refs [
 	failed := false
 	for _, r := range refs {
 		rctx, cancel := d.reqCtx(ctx)
-		_, err := cl.DeleteWithOptions(rctx, client.DeleteRequest{
-			Resource: r.kind.Resource, Namespace: r.namespace, Name: r.name, PropagationPolicy: d.policy,
-		})
+		var err error
+		if d.dryRun == dryRunNone {
+			_, err = cl.DeleteWithOptions(rctx, client.DeleteRequest{
+				Resource: r.kind.Resource, Namespace: r.namespace, Name: r.name, PropagationPolicy: d.policy,
+			})
+		} else {
+			// The API has no dry-run delete: both modes read the object.
+			_, err = cl.Get(rctx, r.kind.Resource, r.namespace, r.name)
+		}
 		cancel()
 		if err != nil {
 			if d.ignoreNotFound && client.IsNotFound(err) {
@@ -180,11 +191,20 @@ func (d *deleteOptions) deleteAll(ctx context.Context, cl *client.Client, refs [
 		if d.output == outputName {
 			fmt.Fprintf(d.streams.Out, "%s/%s\n", qualifiedSingular(r.kind), r.name)
 		} else {
-			fmt.Fprintf(d.streams.Out, "%s %q deleted\n", qualifiedSingular(r.kind), r.name)
+			fmt.Fprintf(d.streams.Out, "%s %q deleted%s\n", qualifiedSingular(r.kind), r.name, dryRunSuffix(d.dryRun))
 		}
 	}
 	if failed {
 		return errReported
 	}
 	return nil
+}
+
+// checkDryRun checks a --dry-run value.
+func checkDryRun(mode string) error {
+	switch mode {
+	case dryRunNone, dryRunClient, dryRunServer:
+		return nil
+	}
+	return fmt.Errorf("invalid dry-run value (%s). Must be \"none\", \"server\", or \"client\"", mode)
 }

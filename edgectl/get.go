@@ -55,7 +55,7 @@ func newGetCmd(o *options) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&g.output, "output", "o", "", "output format: wide|json|yaml|name|jsonpath={...}")
+	f.StringVarP(&g.output, "output", "o", "", "output format: wide|json|yaml|name|jsonpath={...}|custom-columns=HEADER:.json.path,...|custom-columns-file=FILE")
 	f.StringVarP(&g.selector, "selector", "l", "", "label selector, e.g. app=hello,tier!=db")
 	f.BoolVarP(&g.watch, "watch", "w", false, "after listing, watch for changes")
 	f.BoolVar(&g.showLabels, "show-labels", false, "add a LABELS column to tables")
@@ -86,7 +86,7 @@ func (g *getOptions) fetch(ctx context.Context, cl *client.Client, t resourceArg
 			if client.CodeOf(err) == "" || client.CodeOf(err) == client.CodeUnavailable {
 				return nil, false, err
 			}
-			g.reportError(err)
+			g.reportError(withNamespaceHint(ctx, cl, err, t.Kind, g.namespace, name))
 			failed = true
 			continue
 		}
@@ -140,6 +140,12 @@ func (g *getOptions) run(ctx context.Context, targets []resourceArgs, withKind b
 	default:
 		single := len(targets) == 1 && len(targets[0].Names) == 1
 		if single && len(all) == 0 {
+			break
+		}
+		if isCustomColumns(g.output) && len(all) == 0 {
+			if !failed {
+				g.printNoResources(targets)
+			}
 			break
 		}
 		if err := printObjectsShowing(g.streams.Out, g.output, all, single, g.showSecrets); err != nil {
@@ -217,6 +223,14 @@ func (g *getOptions) printWatchEvent(ev client.Event, opts tableOptions, headerD
 		fmt.Fprintln(tw, strings.Join(tableRow(ev.Object, opts), "\t"))
 		return tw.Flush()
 	default:
+		if cc, ok, err := parseCustomColumnsFormat(g.output); ok {
+			if err != nil {
+				return err
+			}
+			first := !*headerDone
+			*headerDone = true
+			return cc.print(g.streams.Out, []manifests.Object{ev.Object}, first, g.showSecrets)
+		}
 		return printObjectsShowing(g.streams.Out, g.output, []manifests.Object{ev.Object}, true, g.showSecrets)
 	}
 }

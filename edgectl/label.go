@@ -16,6 +16,7 @@ const labelConflictRetries = 5
 type labelOptions struct {
 	*options
 	overwrite bool
+	dryRun    string
 }
 
 // labelChange is the parsed list of k=v and k- arguments.
@@ -41,11 +42,37 @@ func newLabelCmd(o *options) *cobra.Command {
 			if err != nil {
 				return usageErrorf(cmd, "%v", err)
 			}
+			if err := checkDryRun(l.dryRun); err != nil {
+				return usageErrorf(cmd, "%v", err)
+			}
+			if l.dryRun != dryRunNone {
+				return l.runDry(cmd.Context(), r, change)
+			}
 			return l.run(cmd.Context(), r, change)
 		},
 	}
 	cmd.Flags().BoolVar(&l.overwrite, "overwrite", false, "allow changing the value of an existing label")
+	addDryRunFlag(cmd.Flags(), &l.dryRun, "only print what would be done (server: the control plane checks the change without storing it)")
 	return cmd
+}
+
+// runDry prints what label would do, changing nothing.
+func (l *labelOptions) runDry(ctx context.Context, r ref, change labelChange) error {
+	changed, err := l.dryRunUpdate(ctx, r.kind, r.name, l.dryRun, func(obj manifests.Object) (bool, error) {
+		meta := obj.GetObjectMeta()
+		labels, changed, err := change.apply(meta.Labels, l.overwrite)
+		meta.Labels = labels
+		return changed, err
+	})
+	if err != nil {
+		return err
+	}
+	if !changed {
+		fmt.Fprintf(l.streams.Out, "%s/%s not labeled%s\n", r.kind.Singular, r.name, dryRunSuffix(l.dryRun))
+		return nil
+	}
+	fmt.Fprintf(l.streams.Out, "%s/%s labeled%s\n", r.kind.Singular, r.name, dryRunSuffix(l.dryRun))
+	return nil
 }
 
 // parseLabelTarget reads KIND NAME or KIND/NAME and returns the other args.
@@ -61,7 +88,7 @@ func parseLabelTarget(args []string, ns string) (ref, []string, error) {
 		}
 		name, rest = rest[0], rest[1:]
 	}
-	k, err := manifests.KindForResource(kindName)
+	k, err := lookupKind(kindName)
 	if err != nil {
 		return ref{}, nil, err
 	}

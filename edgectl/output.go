@@ -34,7 +34,10 @@ func validOutput(format string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: json,jsonpath={...},name,wide,yaml", format)
+	if _, ok, err := parseCustomColumnsFormat(format); ok {
+		return err
+	}
+	return fmt.Errorf("unable to match a printer suitable for the output format %q, allowed formats are: custom-columns=HEADER:.json.path,...,custom-columns-file=FILE,json,jsonpath={...},name,wide,yaml", format)
 }
 
 // listObject is the kubectl List wrapper printed for several objects.
@@ -148,6 +151,12 @@ func printObjectsShowing(w io.Writer, format string, objs []manifests.Object, si
 	}
 	if expr, ok := strings.CutPrefix(format, outputJSONPath); ok {
 		return printJSONPath(w, expr, objs, single, showSecrets)
+	}
+	if cc, ok, err := parseCustomColumnsFormat(format); ok {
+		if err != nil {
+			return err
+		}
+		return cc.print(w, objs, true, showSecrets)
 	}
 	return fmt.Errorf("output format %q cannot print objects", format)
 }

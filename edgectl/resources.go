@@ -28,7 +28,7 @@ func parseResourceArgs(args []string) ([]resourceArgs, bool, error) {
 			if !ok || kindName == "" || name == "" {
 				return nil, false, fmt.Errorf("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. 'edgectl get resource/<resource_name>' instead of 'edgectl get resource resource/<resource_name>'): %q", a)
 			}
-			k, err := manifests.KindForResource(kindName)
+			k, err := lookupKind(kindName)
 			if err != nil {
 				return nil, false, err
 			}
@@ -45,7 +45,7 @@ func parseResourceArgs(args []string) ([]resourceArgs, bool, error) {
 		if kindName == "" {
 			continue
 		}
-		k, err := manifests.KindForResource(kindName)
+		k, err := lookupKind(kindName)
 		if err != nil {
 			return nil, false, err
 		}
