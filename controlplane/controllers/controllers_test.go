@@ -149,9 +149,11 @@ func TestControllers(t *testing.T) {
 			return nil
 		})
 	}
-	if _, err := findEvent(ctx, st, "web", "Scheduled"); err != nil {
-		t.Fatal(err)
-	}
+	// The scheduler records events in the background.
+	controllertest.Eventually(t, 10*time.Second, func() error {
+		_, err := findEvent(ctx, st, "web", "Scheduled")
+		return err
+	})
 
 	// A pod that fits nowhere stays Pending with the reason.
 	if _, err := st.Create(ctx, newPod("nowhere", "c")); err != nil {

@@ -49,13 +49,49 @@ type Recorder struct {
 	st   Store
 	opts Options
 
-	mu   sync.Mutex
-	last map[dedupKey]*manifests.Event // the stored event of each recent (object, reason, message)
+	mu      sync.Mutex
+	entries map[dedupKey]*entry           // the stored event of each recent (object, reason, message)
+	similar map[aggregateKey]*similarSeen // recent messages per (object, type, reason)
+	records int                           // calls since the caches were last pruned
 }
 
 type dedupKey struct {
 	kind, namespace, name, uid, eventType, reason, message string
 }
+
+// aggregateKey groups similar events: same object, type and reason, any
+// message (Kubernetes' EventAggregatorByReasonFunc).
+type aggregateKey struct {
+	kind, namespace, name, uid, eventType, reason string
+}
+
+// entry is one dedup key's stored event. Its lock serialises the writes
+// of that key only: events about different objects or with different
+// messages are written concurrently (their round trips to the store
+// overlap), not one after another.
+type entry struct {
+	write sync.Mutex
+	ev    *manifests.Event // guarded by write; read under Recorder.mu when refs is 0
+	refs  int              // writers holding or waiting for write; guarded by Recorder.mu
+}
+
+// similarSeen are the distinct messages of one aggregateKey seen since
+// first (up to MaxSimilar of them).
+type similarSeen struct {
+	messages map[string]bool
+	last     time.Time
+}
+
+// MaxSimilar is how many events about one object with the same type and
+// reason but different messages are stored as they are within the dedup
+// window; from the MaxSimilar-th on they are folded into one event whose
+// message is CombinedPrefix and the latest message, its count the number
+// folded (Kubernetes' event aggregator: a ReplicaSet creating 1,000 pods
+// stores 10 SuccessfulCreate events, not 1,000).
+const MaxSimilar = 10
+
+// CombinedPrefix starts the message of an event that folds similar ones.
+const CombinedPrefix = "(combined from similar events): "
 
 // NewRecorder returns a recorder writing to st.
 func NewRecorder(st Store, opts Options) *Recorder {
@@ -68,70 +104,151 @@ func NewRecorder(st Store, opts Options) *Recorder {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Recorder{st: st, opts: opts, last: map[dedupKey]*manifests.Event{}}
+	return &Recorder{st: st, opts: opts, entries: map[dedupKey]*entry{}, similar: map[aggregateKey]*similarSeen{}}
 }
 
 // Eventf records an event of eventType (manifests.EventNormal or
-// EventWarning) about obj. Errors are returned for the caller to log;
-// recording an event is never worth failing a reconcile for.
+// EventWarning) about obj and returns once it is stored. Errors are
+// returned for the caller to log; recording an event is never worth
+// failing a reconcile for. Async records without waiting.
 func (r *Recorder) Eventf(ctx context.Context, obj manifests.Object, eventType, reason, format string, args ...any) error {
 	ref, err := reference(obj)
 	if err != nil {
 		return fmt.Errorf("record event %s: %w", reason, err)
 	}
-	msg := fmt.Sprintf(format, args...)
-	key := dedupKey{ref.Kind, ref.Namespace, ref.Name, ref.UID, eventType, reason, msg}
 	now := r.opts.Now().UTC().Truncate(time.Second)
-
 	r.mu.Lock()
-	defer r.mu.Unlock() // serialises writes per recorder: events are rare
-	if prev, ok := r.last[key]; ok && now.Sub(prev.LastTimestamp) < r.opts.DedupWindow {
-		ev, err := r.bump(ctx, prev, now)
+	key, msg := r.resolveLocked(ref, eventType, reason, fmt.Sprintf(format, args...), now)
+	r.mu.Unlock()
+	return r.write(ctx, pendingEvent{key: key, ref: ref, eventType: eventType, reason: reason, message: msg, count: 1, at: now})
+}
+
+// resolveLocked returns the dedup key an event is stored under and its
+// message: as given, or combined with similar ones (MaxSimilar).
+func (r *Recorder) resolveLocked(ref manifests.ObjectReference, eventType, reason, msg string, now time.Time) (dedupKey, string) {
+	if r.records++; r.records >= 4096 {
+		r.records = 0
+		r.pruneLocked(now)
+	}
+	ak := aggregateKey{ref.Kind, ref.Namespace, ref.Name, ref.UID, eventType, reason}
+	sim := r.similar[ak]
+	if sim == nil || now.Sub(sim.last) >= r.opts.DedupWindow {
+		sim = &similarSeen{messages: map[string]bool{}}
+		r.similar[ak] = sim
+	}
+	sim.last = now
+	if len(sim.messages) < MaxSimilar {
+		sim.messages[msg] = true
+	}
+	if len(sim.messages) < MaxSimilar {
+		return dedupKey{ref.Kind, ref.Namespace, ref.Name, ref.UID, eventType, reason, msg}, msg
+	}
+	// One key for every combined event of ak: the message is not part of it.
+	return dedupKey{ref.Kind, ref.Namespace, ref.Name, ref.UID, eventType, reason, CombinedPrefix}, CombinedPrefix + msg
+}
+
+// pruneLocked forgets the dedup and aggregation state older than the
+// window.
+func (r *Recorder) pruneLocked(now time.Time) {
+	for k, e := range r.entries {
+		if e.refs == 0 && (e.ev == nil || now.Sub(e.ev.LastTimestamp) >= r.opts.DedupWindow) {
+			delete(r.entries, k)
+		}
+	}
+	for k, s := range r.similar {
+		if now.Sub(s.last) >= r.opts.DedupWindow {
+			delete(r.similar, k)
+		}
+	}
+}
+
+// pendingEvent is an event to store: count occurrences under key, the
+// last at at.
+type pendingEvent struct {
+	key                        dedupKey
+	ref                        manifests.ObjectReference
+	eventType, reason, message string
+	count                      int32
+	at                         time.Time
+}
+
+// write stores p: a new event, or a bump of the stored one of its key
+// within the window.
+func (r *Recorder) write(ctx context.Context, p pendingEvent) error {
+	r.mu.Lock()
+	e := r.entries[p.key]
+	if e == nil {
+		e = &entry{}
+		r.entries[p.key] = e
+	}
+	e.refs++
+	r.mu.Unlock()
+	e.write.Lock()
+	err := r.writeEntry(ctx, e, p)
+	e.write.Unlock()
+	r.mu.Lock()
+	if e.refs--; e.refs == 0 && e.ev == nil && r.entries[p.key] == e {
+		delete(r.entries, p.key)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("record event %s on %s %s: %w", p.reason, p.ref.Kind, p.ref.Name, err)
+	}
+	return nil
+}
+
+// writeEntry writes p under e's write lock.
+func (r *Recorder) writeEntry(ctx context.Context, e *entry, p pendingEvent) error {
+	if prev := e.ev; prev != nil && p.at.Sub(prev.LastTimestamp) < r.opts.DedupWindow {
+		ev, err := r.bump(ctx, prev, p.message, p.count, p.at)
 		if err == nil {
-			r.last[key] = ev
+			e.ev = ev
 			return nil
 		}
 		if !client.IsNotFound(err) {
-			return fmt.Errorf("record event %s on %s %s: %w", reason, ref.Kind, ref.Name, err)
+			return err
 		}
 		// The event was deleted (GC, operator): start a new one.
 	}
 	ev := &manifests.Event{
-		InvolvedObject:      ref,
-		Reason:              reason,
-		Message:             msg,
-		Type:                eventType,
+		InvolvedObject:      p.ref,
+		Reason:              p.reason,
+		Message:             p.message,
+		Type:                p.eventType,
 		Source:              manifests.EventSource{Component: r.opts.Component},
-		FirstTimestamp:      now,
-		LastTimestamp:       now,
-		Count:               1,
+		FirstTimestamp:      p.at,
+		LastTimestamp:       p.at,
+		Count:               p.count,
 		ReportingController: r.opts.Component,
 	}
 	ev.APIVersion, ev.Kind = "v1", "Event"
-	ev.Namespace = eventNamespace(ref)
+	ev.Namespace = eventNamespace(p.ref)
 	var stored manifests.Object
+	var err error
 	for attempt := 0; ; attempt++ {
-		ev.Name = fmt.Sprintf("%s.%x", ref.Name, r.opts.Now().UnixNano()+int64(attempt))
+		ev.Name = fmt.Sprintf("%s.%x", p.ref.Name, r.opts.Now().UnixNano()+int64(attempt))
 		stored, err = r.st.Create(ctx, ev)
 		if err == nil || client.CodeOf(err) != client.CodeExists || attempt == 3 {
 			break
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("record event %s on %s %s: %w", reason, ref.Kind, ref.Name, err)
+		return err
 	}
-	if e, ok := stored.(*manifests.Event); ok {
-		r.last[key] = e
+	if s, ok := stored.(*manifests.Event); ok {
+		e.ev = s
 	}
 	return nil
 }
 
-// bump increments the count of prev, retrying on a conflicting write.
-func (r *Recorder) bump(ctx context.Context, prev *manifests.Event, now time.Time) (*manifests.Event, error) {
+// bump adds n to the count of prev and sets its message (the latest of
+// combined events), retrying on a conflicting write.
+func (r *Recorder) bump(ctx context.Context, prev *manifests.Event, msg string, n int32, now time.Time) (*manifests.Event, error) {
 	cur := *prev
 	for attempt := 0; ; attempt++ {
 		next := cur
-		next.Count++
+		next.Count += n
+		next.Message = msg
 		next.LastTimestamp = now
 		stored, err := r.st.Update(ctx, &next)
 		if err == nil {
@@ -187,11 +304,7 @@ func eventNamespace(ref manifests.ObjectReference) string {
 func (r *Recorder) CollectGarbage(ctx context.Context) (int, error) {
 	now := r.opts.Now()
 	r.mu.Lock()
-	for k, ev := range r.last {
-		if now.Sub(ev.LastTimestamp) >= r.opts.DedupWindow {
-			delete(r.last, k)
-		}
-	}
+	r.pruneLocked(now)
 	r.mu.Unlock()
 
 	objs, _, err := r.st.List(ctx, resource, "", manifests.Selector{})

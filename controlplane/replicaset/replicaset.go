@@ -11,10 +11,12 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/controlplane/controller"
+	"github.com/edgeorch/edgeorch/controlplane/events"
 	"github.com/edgeorch/edgeorch/manifests"
 )
 
@@ -54,12 +56,21 @@ type Recorder interface {
 	Eventf(ctx context.Context, obj manifests.Object, eventType, reason, format string, args ...any) error
 }
 
+// backgroundRecorder is a recorder that can also record without waiting
+// for the store (events.Recorder).
+type backgroundRecorder interface {
+	Async(ctx context.Context) *events.AsyncRecorder
+}
+
 // Controller reconciles ReplicaSets.
 type Controller struct {
 	st    Store
 	rsets Lister
 	pods  Lister
 	rec   Recorder
+	// async records events in the background under Run, so that a burst
+	// of creates does not wait for their SuccessfulCreate events.
+	async atomic.Pointer[events.AsyncRecorder]
 	queue *controller.Queue
 	now   func() time.Time
 
@@ -91,8 +102,13 @@ func New(st Store, rsets, pods Lister, rec Recorder) *Controller {
 // SetClock replaces the clock (tests).
 func (c *Controller) SetClock(now func() time.Time) { c.now = now }
 
-// Run syncs with workers workers until ctx is done.
+// Run syncs with workers workers until ctx is done. A recorder that can
+// record in the background (events.Recorder) does so meanwhile.
 func (c *Controller) Run(ctx context.Context, workers int) {
+	if b, ok := c.rec.(backgroundRecorder); ok {
+		c.async.Store(b.Async(ctx))
+		defer c.async.Store(nil)
+	}
 	controller.RunWorkers(ctx, c.queue, workers, c.Sync)
 }
 
@@ -431,10 +447,14 @@ func (c *Controller) deletePod(ctx context.Context, key string, rs *manifests.Re
 }
 
 func (c *Controller) event(ctx context.Context, obj manifests.Object, typ, reason, format string, args ...any) {
-	if c.rec == nil {
+	var rec Recorder = c.rec
+	if a := c.async.Load(); a != nil {
+		rec = a
+	}
+	if rec == nil {
 		return
 	}
-	if err := c.rec.Eventf(ctx, obj, typ, reason, format, args...); err != nil {
+	if err := rec.Eventf(ctx, obj, typ, reason, format, args...); err != nil {
 		slog.WarnContext(ctx, "record event", "reason", reason, "err", err)
 	}
 }

@@ -2,16 +2,19 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/controlplane/controller"
+	"github.com/edgeorch/edgeorch/controlplane/events"
 	"github.com/edgeorch/edgeorch/manifests"
 )
 
@@ -45,6 +48,12 @@ type Recorder interface {
 // Binders is how many bindings the controller writes at once (Run).
 const Binders = 16
 
+// backgroundRecorder is a recorder that can also record without waiting
+// for the store (events.Recorder).
+type backgroundRecorder interface {
+	Async(ctx context.Context) *events.AsyncRecorder
+}
+
 // Controller binds unscheduled pods to nodes. Decisions are sequential
 // (one worker, each seeing the previous bindings); under Run the writes
 // of the bindings are not: the decision is assumed at once and a pool of
@@ -54,6 +63,9 @@ type Controller struct {
 	pods  Lister
 	nodes Lister
 	rec   Recorder
+	// async records events in the background under Run: a binder writes
+	// the binding, not its Scheduled event too.
+	async atomic.Pointer[events.AsyncRecorder]
 	queue *controller.Queue
 	now   func() time.Time
 	binds chan bindJob // nil: Sync writes the binding itself
@@ -72,8 +84,13 @@ type Controller struct {
 	// them.
 	assumed map[string]*manifests.Pod
 	// unfit holds the pods no node fitted at their last decision:
-	// a node or pod change requeues them. (Other pending pods are queued.)
+	// a node or pod change moves them back to the queue. (Other pending
+	// pods are queued.)
 	unfit map[string]bool
+	// marking holds the Unschedulable condition message being written
+	// by a binder for each pod (Run), so that a pod decided again before
+	// the write is in the cache is not written twice.
+	marking map[string]string
 	// next is where the next decision starts filtering nodes.
 	next int
 }
@@ -82,6 +99,10 @@ type bindJob struct {
 	key     string
 	pod     *manifests.Pod // the cached, unbound pod
 	assumed *manifests.Pod // the binding, counted in infos
+	// unfit, instead of a binding: the pod with its Unschedulable
+	// condition, and why no node fits.
+	unfit  *manifests.Pod
+	fitErr string
 }
 
 // NewController returns a scheduler reading pods and nodes from the given
@@ -95,12 +116,19 @@ func NewController(st Store, pods, nodes Lister, rec Recorder) *Controller {
 		podNode: map[string]string{},
 		assumed: map[string]*manifests.Pod{},
 		unfit:   map[string]bool{},
+		marking: map[string]string{},
 	}
 }
 
-// Run schedules pods with one worker, and writes the bindings with
-// Binders goroutines, until ctx is done.
+// Run schedules pods with one worker, and writes the bindings (and the
+// Unschedulable conditions) with Binders goroutines, until ctx is done. A
+// recorder that can record in the background (events.Recorder) does so
+// meanwhile.
 func (c *Controller) Run(ctx context.Context) {
+	if b, ok := c.rec.(backgroundRecorder); ok {
+		c.async.Store(b.Async(ctx))
+		defer c.async.Store(nil)
+	}
 	c.binds = make(chan bindJob, 4*Binders)
 	var wg sync.WaitGroup
 	for range Binders {
@@ -112,6 +140,10 @@ func (c *Controller) Run(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case j := <-c.binds:
+					if j.unfit != nil {
+						c.markUnschedulable(ctx, j)
+						continue
+					}
 					c.bindAssumed(ctx, j)
 				}
 			}
@@ -145,6 +177,7 @@ func (c *Controller) PodChanged(old, new manifests.Object) {
 		c.mu.Lock()
 		delete(c.unfit, key)
 		delete(c.assumed, key)
+		delete(c.marking, key)
 		freed := c.unplaceLocked(key)
 		c.mu.Unlock()
 		if freed || op.Spec.NodeName != "" {
@@ -226,12 +259,21 @@ func schedulingChanged(old, new *manifests.Node) bool {
 		!slices.EqualFunc(old.Status.RuntimeHandlers, new.Status.RuntimeHandlers, func(a, b manifests.NodeRuntimeHandler) bool { return a.Name == b.Name })
 }
 
+// requeuePending moves the pods no node fitted back to the queue. They
+// leave unfit until a decision finds no node for them again, so that a
+// burst of node changes (a label applied to 1,000 nodes) moves each pod
+// once, not once per node.
 func (c *Controller) requeuePending() {
 	c.mu.Lock()
+	if len(c.unfit) == 0 {
+		c.mu.Unlock()
+		return
+	}
 	keys := make([]string, 0, len(c.unfit))
 	for k := range c.unfit {
 		keys = append(keys, k)
 	}
+	clear(c.unfit)
 	c.mu.Unlock()
 	for _, k := range keys {
 		c.queue.Add(k)
@@ -317,8 +359,20 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	node, fitErr, next := schedule(pod, c.nodesLocked(), c.next)
 	if fitErr != nil {
 		c.unfit[key] = true
+		if c.binds == nil {
+			c.mu.Unlock()
+			return c.unschedulable(ctx, pod, fitErr)
+		}
+		job, err := c.unschedulableJobLocked(key, pod, fitErr)
 		c.mu.Unlock()
-		return c.unschedulable(ctx, pod, fitErr)
+		if job != nil {
+			select {
+			case c.binds <- *job:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return err
 	}
 	c.next = next
 	if c.binds == nil {
@@ -401,16 +455,9 @@ func (c *Controller) bindAssumed(ctx context.Context, j bindJob) {
 
 func (c *Controller) unschedulable(ctx context.Context, pod *manifests.Pod, fitErr *FitError) error {
 	msg := fitErr.Error()
-	want := manifests.PodCondition{Type: manifests.PodScheduled, Status: manifests.ConditionFalse, Reason: ReasonUnschedulable, Message: msg}
-	if cur := condition(pod.Status, manifests.PodScheduled); cur == nil || cur.Status != want.Status || cur.Reason != want.Reason || cur.Message != want.Message {
-		cp, err := controller.Copy(pod)
-		if err != nil {
-			return err
-		}
-		setCondition(&cp.Status, want, c.now())
-		if cp.Status.Phase == "" {
-			cp.Status.Phase = manifests.PodPending
-		}
+	if cp, err := unschedulablePod(pod, msg, c.now()); err != nil {
+		return err
+	} else if cp != nil {
 		if _, err := c.st.Update(ctx, cp); err != nil {
 			return fmt.Errorf("mark pod %s/%s unschedulable: %w", pod.Namespace, pod.Name, err)
 		}
@@ -419,11 +466,71 @@ func (c *Controller) unschedulable(ctx context.Context, pod *manifests.Pod, fitE
 	return fmt.Errorf("pod %s/%s: %s: %w", pod.Namespace, pod.Name, msg, controller.ErrRetry)
 }
 
-func (c *Controller) event(ctx context.Context, obj manifests.Object, eventType, reason, format string, args ...any) {
-	if c.rec == nil {
+// unschedulablePod returns a copy of pod with its PodScheduled condition
+// False, reason Unschedulable, message msg; nil if pod has it already.
+func unschedulablePod(pod *manifests.Pod, msg string, now time.Time) (*manifests.Pod, error) {
+	want := manifests.PodCondition{Type: manifests.PodScheduled, Status: manifests.ConditionFalse, Reason: ReasonUnschedulable, Message: msg}
+	if cur := condition(pod.Status, manifests.PodScheduled); cur != nil && cur.Status == want.Status && cur.Reason == want.Reason && cur.Message == want.Message {
+		return nil, nil
+	}
+	cp, err := controller.Copy(pod)
+	if err != nil {
+		return nil, err
+	}
+	setCondition(&cp.Status, want, now)
+	if cp.Status.Phase == "" {
+		cp.Status.Phase = manifests.PodPending
+	}
+	return cp, nil
+}
+
+// unschedulableJobLocked returns the job for the binders that writes
+// pod's Unschedulable condition, so that the decisions of the other pods
+// do not wait for it; nil when the pod has the condition already or the
+// same write is under way. The error asks for a retry.
+func (c *Controller) unschedulableJobLocked(key string, pod *manifests.Pod, fitErr *FitError) (*bindJob, error) {
+	msg := fitErr.Error()
+	retry := fmt.Errorf("pod %s/%s: %s: %w", pod.Namespace, pod.Name, msg, controller.ErrRetry)
+	if c.marking[key] == msg {
+		return nil, retry
+	}
+	cp, err := unschedulablePod(pod, msg, c.now())
+	if err != nil || cp == nil {
+		return nil, errors.Join(err, retry)
+	}
+	c.marking[key] = msg
+	return &bindJob{key: key, pod: pod, unfit: cp, fitErr: msg}, retry
+}
+
+// markUnschedulable writes a pod's Unschedulable condition and its
+// FailedScheduling event. A conflict means the pod changed (bound,
+// updated): the change requeues it, nothing is to be done.
+func (c *Controller) markUnschedulable(ctx context.Context, j bindJob) {
+	_, err := c.st.Update(ctx, j.unfit)
+	c.mu.Lock()
+	if c.marking[j.key] == j.fitErr {
+		delete(c.marking, j.key)
+	}
+	c.mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil && !client.IsConflict(err) && !client.IsNotFound(err) {
+			slog.WarnContext(ctx, "mark pod unschedulable", "pod", j.key, "err", err)
+			c.queue.AddRateLimited(j.key)
+		}
 		return
 	}
-	if err := c.rec.Eventf(ctx, obj, eventType, reason, format, args...); err != nil {
+	c.event(ctx, j.pod, manifests.EventWarning, EventFailedScheduling, "%s", j.fitErr)
+}
+
+func (c *Controller) event(ctx context.Context, obj manifests.Object, eventType, reason, format string, args ...any) {
+	var rec Recorder = c.rec
+	if a := c.async.Load(); a != nil {
+		rec = a
+	}
+	if rec == nil {
+		return
+	}
+	if err := rec.Eventf(ctx, obj, eventType, reason, format, args...); err != nil {
 		slog.WarnContext(ctx, "record event", "reason", reason, "err", err)
 	}
 }

@@ -181,6 +181,14 @@ func TestNodeChangeRequeuesPending(t *testing.T) {
 	if c.queue.Len() != 1 {
 		t.Fatalf("queued %d, want only the unschedulable pod", c.queue.Len())
 	}
+	// Moved, not copied: until a decision finds no node for p again,
+	// more node changes (a label applied to every node) do not queue it.
+	k, _ := c.queue.Get(context.Background())
+	c.queue.Done(k)
+	c.NodeChanged(nil, node("b"))
+	if c.queue.Len() != 0 {
+		t.Fatalf("a second node change queued %d, want 0 (p was moved already)", c.queue.Len())
+	}
 }
 
 // TestRunBindsConcurrently runs the controller as the control plane does
@@ -253,6 +261,20 @@ func TestRunBindsConcurrently(t *testing.T) {
 		return nil
 	}
 	controllertest.Eventually(t, 20*time.Second, func() error { return check(nPods - 30) })
+	// The binders wrote the Unschedulable condition of the pods left over.
+	controllertest.Eventually(t, 20*time.Second, func() error {
+		objs, _, err := env.Store.List(ctx, "pods", "default", manifests.Selector{})
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			p := o.(*manifests.Pod)
+			if cond := condition(p.Status, manifests.PodScheduled); p.Spec.NodeName == "" && (cond == nil || cond.Reason != ReasonUnschedulable) {
+				return fmt.Errorf("pod %s unbound, condition %+v", p.Name, cond)
+			}
+		}
+		return nil
+	})
 
 	// Two pods leave node a: two waiting pods take their places.
 	on, _ := placement()

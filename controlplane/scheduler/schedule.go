@@ -5,6 +5,7 @@ package scheduler
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -133,11 +134,15 @@ func schedule(pod *manifests.Pod, infos []*nodeInfo, start int) (string, *FitErr
 // and how many each controller owns: what a decision reads of a node,
 // kept up to date by the controller rather than recomputed per pod.
 type nodeInfo struct {
-	node   *manifests.Node // nil: pods are bound to a node not (or no longer) cached
-	alloc  resources
-	pods   []*manifests.Pod
-	used   resources
-	owners map[string]int // pods per controller UID
+	node  *manifests.Node // nil: pods are bound to a node not (or no longer) cached
+	ready bool            // IsNodeReady(node), read by every decision
+	// handlers are the node's runtime handler names (node.Status is far
+	// from the node's other fields a decision reads).
+	handlers []string
+	alloc    resources
+	pods     []*manifests.Pod
+	used     resources
+	owners   map[string]int // pods per controller UID
 	// uncounted are pods given to Schedule, not yet in pods (see counted);
 	// self is the pod being placed, which they may include.
 	uncounted []*manifests.Pod
@@ -159,6 +164,13 @@ func (ni *nodeInfo) counted() *nodeInfo {
 
 func (ni *nodeInfo) setNode(n *manifests.Node) {
 	ni.node = n
+	ni.ready = n != nil && IsNodeReady(n)
+	ni.handlers = ni.handlers[:0]
+	if n != nil {
+		for _, h := range n.Status.RuntimeHandlers {
+			ni.handlers = append(ni.handlers, h.Name)
+		}
+	}
 	if n != nil {
 		ni.alloc = allocatable(n)
 	}
@@ -239,10 +251,10 @@ func filter(pod *manifests.Pod, req resources, ni *nodeInfo, spread *spreadState
 	// The node lifecycle controller taints a node that is not ready; a
 	// node whose Ready condition is not True without the taint (yet) is
 	// skipped all the same.
-	if !IsNodeReady(node) {
+	if !ni.ready {
 		return []string{ReasonNotReady}
 	}
-	if h := RuntimeHandler(pod); !hasHandler(node, h) {
+	if h := RuntimeHandler(pod); !slices.Contains(ni.handlers, h) {
 		return []string{fmt.Sprintf("node(s) didn't have runtime handler %s", h)}
 	}
 	if !matchesNodeSelector(pod, node.Labels) {
@@ -321,15 +333,6 @@ func RuntimeHandler(pod *manifests.Pod) string {
 		return *rc
 	}
 	return manifests.RuntimeOCI
-}
-
-func hasHandler(node *manifests.Node, name string) bool {
-	for _, h := range node.Status.RuntimeHandlers {
-		if h.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 func matchesNodeSelector(pod *manifests.Pod, labels map[string]string) bool {
@@ -442,6 +445,7 @@ const (
 func pickBest(pod *manifests.Pod, req resources, cs []candidate, spread *spreadState) string {
 	var maxAff, maxSame, maxTaints float64
 	same := make([]float64, len(cs))
+	similar := newSimilarPods(pod)
 	zoneSame := map[string]float64{}
 	zoned := false
 	for i := range cs {
@@ -453,7 +457,7 @@ func pickBest(pod *manifests.Pod, req resources, cs []candidate, spread *spreadS
 		c.taints = float64(countPreferNoSchedule(pod, node))
 		maxTaints = max(maxTaints, c.taints)
 		if !spread.explicit() {
-			same[i] = float64(countSimilar(pod, c.info))
+			same[i] = float64(similar.count(c.info))
 			maxSame = max(maxSame, same[i])
 			if z, ok := node.Labels[LabelZone]; ok {
 				zoned = true
@@ -559,20 +563,48 @@ func preferredAffinity(pod *manifests.Pod, labels map[string]string) float64 {
 // countSimilar counts the pods of pod's controller (or, without one, the
 // pods carrying all of pod's labels) among the pods of ni.
 func countSimilar(pod *manifests.Pod, ni *nodeInfo) int {
-	if owner := controllerUID(pod); owner != "" {
-		return ni.owners[owner] // UIDs are unique across namespaces
+	return newSimilarPods(pod).count(ni)
+}
+
+// similarPods says which pods are like a pod being placed: those of its
+// controller or, without one, those of its namespace carrying all its
+// labels. Made once per decision, it counts them on each candidate node.
+type similarPods struct {
+	owner, namespace string
+	labels           map[string]string
+}
+
+func newSimilarPods(pod *manifests.Pod) similarPods {
+	return similarPods{owner: controllerUID(pod), namespace: pod.Namespace, labels: pod.Labels}
+}
+
+func (s similarPods) count(ni *nodeInfo) int {
+	if s.owner != "" {
+		return ni.owners[s.owner] // UIDs are unique across namespaces
 	}
-	if len(pod.Labels) == 0 {
+	if len(s.labels) == 0 {
 		return 0
 	}
-	sel := manifests.SelectorFromSet(pod.Labels)
 	n := 0
 	for _, p := range ni.pods {
-		if p.Namespace == pod.Namespace && sel.Matches(p.Labels) {
+		if p.Namespace == s.namespace && hasLabels(p.Labels, s.labels) {
 			n++
 		}
 	}
 	return n
+}
+
+// hasLabels reports whether labels holds every key and value of want.
+func hasLabels(labels, want map[string]string) bool {
+	if len(labels) < len(want) {
+		return false
+	}
+	for k, v := range want {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 func controllerUID(pod *manifests.Pod) string {

@@ -9,7 +9,11 @@ import (
 
 	"github.com/edgeorch/edgeorch/controlplane/controller"
 	"github.com/edgeorch/edgeorch/controlplane/controller/controllertest"
+	"github.com/edgeorch/edgeorch/controlplane/events"
+	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
+	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // BenchmarkSchedule places one pod among 1,000 nodes running 10 pods each.
@@ -81,27 +85,82 @@ func BenchmarkBind1000(b *testing.B) { benchBind(b, 100, 1000, true) }
 // BenchmarkBind1000On10kNodes binds 1,000 pods among 10,000 nodes.
 func BenchmarkBind1000On10kNodes(b *testing.B) { benchBind(b, 10000, 1000, false) }
 
+// BenchmarkBind1000Synced is BenchmarkBind1000 with the buckets on disk,
+// JetStream syncing every write (the control plane's default), and the
+// Scheduled events recorded: the binding writes' ceiling.
+func BenchmarkBind1000Synced(b *testing.B) { benchBindOn(b, syncedStore, 100, 1000, true, true) }
+
 func benchBind(b *testing.B, nNodes, nPods int, checkSpread bool) {
+	benchBindOn(b, func(b *testing.B) *store.Store { return controllertest.Start(b).Store }, nNodes, nPods, checkSpread, false)
+}
+
+// syncedStore starts a NATS server whose JetStream syncs every write to
+// disk and returns a store over its objects bucket, on disk.
+func syncedStore(b *testing.B) *store.Store {
+	b.Helper()
+	srv, err := messaging.StartServer(messaging.ServerConfig{DataDir: b.TempDir(), Port: -1, SyncAlways: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	nc, err := messaging.Connect(ctx, srv.ClientURL(), "scheduler-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bk, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return store.New(bk.Objects)
+}
+
+func benchBindOn(b *testing.B, newStore func(*testing.B) *store.Store, nNodes, nPods int, checkSpread, withEvents bool) {
 	for range b.N {
 		b.StopTimer()
-		env := controllertest.Start(b)
+		st := newStore(b)
 		ctx, cancel := context.WithCancel(context.Background())
-		podInf := controller.NewInformer(env.Store, "pods")
-		nodeInf := controller.NewInformer(env.Store, "nodes")
+		podInf := controller.NewInformer(st, "pods")
+		nodeInf := controller.NewInformer(st, "nodes")
+		create := func(objs []manifests.Object) {
+			// Concurrently: a store syncing every write creates them
+			// one sync at a time either way.
+			errs := make(chan error, len(objs))
+			sem := make(chan struct{}, 32)
+			for _, o := range objs {
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem }()
+					_, err := st.Create(ctx, o)
+					errs <- err
+				}()
+			}
+			for range objs {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		var objs []manifests.Object
 		for i := range nNodes {
 			n := node(fmt.Sprintf("node-%05d", i), labels(LabelZone, fmt.Sprintf("z%d", i%5)), alloc("4", "4Gi", "110"))
 			n.APIVersion, n.Kind = "v1", "Node"
-			if _, err := env.Store.Create(ctx, n); err != nil {
-				b.Fatal(err)
-			}
+			objs = append(objs, n)
 		}
+		create(objs)
+		objs = objs[:0]
 		for i := range nPods {
 			p := pod(fmt.Sprintf("web-%05d", i), ownedBy("rs-1"), podLabels("app", "web"), requests("10m", "16Mi"))
 			p.APIVersion, p.Kind = "v1", "Pod"
-			if _, err := env.Store.Create(ctx, p); err != nil {
-				b.Fatal(err)
-			}
+			objs = append(objs, p)
 		}
+		create(objs)
 		var bound atomic.Int64
 		podInf.AddHandler(func(old, new manifests.Object) {
 			np, _ := new.(*manifests.Pod)
@@ -110,7 +169,11 @@ func benchBind(b *testing.B, nNodes, nPods int, checkSpread bool) {
 				bound.Add(1)
 			}
 		})
-		sched := NewController(env.Store, podInf, nodeInf, nil)
+		var rec Recorder
+		if withEvents {
+			rec = events.NewRecorder(st, events.Options{Component: Name})
+		}
+		sched := NewController(st, podInf, nodeInf, rec)
 		podInf.AddHandler(sched.PodChanged)
 		nodeInf.AddHandler(sched.NodeChanged)
 		go func() { _ = podInf.Run(ctx) }()

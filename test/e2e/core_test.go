@@ -113,10 +113,13 @@ func TestCoreLoop(t *testing.T) {
 		t.Fatalf("hello: node %q phase %q, want node-b Running", p.Spec.NodeName, p.Status.Phase)
 	}
 	// Nodes register their runtimes before they turn Ready, so the pod was
-	// placed at the first try.
-	if d := mustCtl(t, url, "describe", "pod", "hello"); strings.Contains(d, "FailedScheduling") || !strings.Contains(d, "Scheduled") {
-		t.Fatalf("describe pod hello: want one Scheduled event and no FailedScheduling:\n%s", d)
-	}
+	// placed at the first try. Events are recorded in the background: poll.
+	eventually(t, 10*time.Second, func() error {
+		if d := mustCtl(t, url, "describe", "pod", "hello"); strings.Contains(d, "FailedScheduling") || !strings.Contains(d, "Scheduled") {
+			return fmt.Errorf("describe pod hello: want one Scheduled event and no FailedScheduling:\n%s", d)
+		}
+		return nil
+	})
 	// Applying the same manifest again changes nothing.
 	r = ctl(t, url, strings.NewReader(fmt.Sprintf(helloPod, digest[1])), "apply", "-f", "-")
 	if r.code != 0 || !strings.Contains(r.stdout, "pod/hello unchanged") {

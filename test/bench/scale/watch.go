@@ -23,13 +23,17 @@ func agentConfig(cfg config) func(int, *edgeagent.Config) {
 	}
 }
 
-// nodeWatch counts the Ready nodes a watch shows.
+// nodeWatch counts the Ready nodes a watch shows and keeps the latest
+// copy of each node.
 type nodeWatch struct {
 	mu    sync.Mutex
 	nodes map[string]bool
+	objs  map[string]*manifests.Node
 }
 
-func newNodeWatch() *nodeWatch { return &nodeWatch{nodes: map[string]bool{}} }
+func newNodeWatch() *nodeWatch {
+	return &nodeWatch{nodes: map[string]bool{}, objs: map[string]*manifests.Node{}}
+}
 
 // follow reads the nodes' entries of the objects bucket.
 func (w *nodeWatch) follow(entries <-chan jetstream.KeyValueEntry) {
@@ -38,13 +42,19 @@ func (w *nodeWatch) follow(entries <-chan jetstream.KeyValueEntry) {
 			continue // the end of the initial values
 		}
 		ready := false
+		var node *manifests.Node
 		if e.Operation() == jetstream.KeyValuePut {
 			if o, err := manifests.FromJSON(e.Value()); err == nil {
-				n, ok := o.(*manifests.Node)
-				ready = ok && sim.NodeIsReady(n)
+				node, _ = o.(*manifests.Node)
+				ready = node != nil && sim.NodeIsReady(node)
 			}
 		}
 		w.mu.Lock()
+		if node != nil {
+			w.objs[e.Key()] = node
+		} else {
+			delete(w.objs, e.Key())
+		}
 		if ready {
 			w.nodes[e.Key()] = true
 		} else {
@@ -52,6 +62,17 @@ func (w *nodeWatch) follow(entries <-chan jetstream.KeyValueEntry) {
 		}
 		w.mu.Unlock()
 	}
+}
+
+// objects returns the latest copy of every node.
+func (w *nodeWatch) objects() []*manifests.Node {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*manifests.Node, 0, len(w.objs))
+	for _, n := range w.objs {
+		out = append(out, n)
+	}
+	return out
 }
 
 func (w *nodeWatch) ready() int {
