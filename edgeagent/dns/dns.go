@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -326,14 +327,8 @@ func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
 // ListenAndServe serves UDP and TCP on addr (host:port) until ctx is done.
 // ready, if not nil, gets the bound UDP address once listening.
 func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net.Addr)) error {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, ln, err := listenPair(addr)
 	if err != nil {
-		return fmt.Errorf("dns: %w", err)
-	}
-	// TCP on the same port as UDP (which may have been chosen by the kernel).
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return fmt.Errorf("dns: %w", err)
 	}
 	if ready != nil {
@@ -346,4 +341,27 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(net
 		ln.Close()
 	}
 	return errors.Join(uerr, <-errc)
+}
+
+// listenPair binds UDP and TCP on one port. With port 0 the kernel picks the
+// UDP port, which TCP may already use: then it tries another.
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || attempt == 10 {
+			return nil, nil, err
+		}
+	}
 }

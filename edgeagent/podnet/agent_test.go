@@ -17,6 +17,7 @@ import (
 	"github.com/edgeorch/edgeorch/controlplane/api"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/edgeagent"
+	"github.com/edgeorch/edgeorch/edgeagent/podnet"
 	"github.com/edgeorch/edgeorch/images/imagetest"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
@@ -343,7 +344,7 @@ func linksIn(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	defer nl.Close()
-	links, err := nl.LinkList()
+	links, err := podnet.LinkList(nl)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -158,7 +158,7 @@ func (n *Network) ensureBridge() error {
 	gw := &net.IPNet{IP: n.Gateway(), Mask: n.PodCIDR().Mask}
 	// Addresses of an earlier podCIDR would route pods of the new one
 	// wrongly: keep only the gateway.
-	addrs, err := n.host.AddrList(link, netlink.FAMILY_V4)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return n.host.AddrList(link, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("podnet: bridge addresses: %w", err)
 	}
@@ -334,13 +334,13 @@ func (n *Network) wired(pod *netlink.Handle, br netlink.Link, hostName string, a
 	if err != nil || eth.Attrs().Flags&net.FlagUp == 0 {
 		return false
 	}
-	addrs, err := pod.AddrList(eth, netlink.FAMILY_V4)
+	addrs, err := dump(func() ([]netlink.Addr, error) { return pod.AddrList(eth, netlink.FAMILY_V4) })
 	if err != nil {
 		return false
 	}
 	for _, a := range addrs {
 		if a.IPNet.String() == addr.String() {
-			routes, err := pod.RouteList(eth, netlink.FAMILY_V4)
+			routes, err := dump(func() ([]netlink.Route, error) { return pod.RouteList(eth, netlink.FAMILY_V4) })
 			if err != nil {
 				return false
 			}
@@ -397,7 +397,9 @@ func (n *Network) SyncRoutes(routes []Route) error {
 		}
 		want[r.Dst.String()] = r
 	}
-	have, err := n.host.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
+	have, err := dump(func() ([]netlink.Route, error) {
+		return n.host.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
+	})
 	if err != nil {
 		return fmt.Errorf("podnet: list routes: %w", err)
 	}
@@ -439,4 +441,20 @@ func (n *Network) Destroy() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dumpAttempts bounds the reads of one netlink dump. The kernel marks a dump
+// interrupted (NLM_F_DUMP_INTR) when the table changed while it was read,
+// e.g. another pod's veth coming or going; netlink then returns what it got
+// with ErrDumpInterrupted, possibly incomplete, so it is read again.
+const dumpAttempts = 10
+
+func dump[T any](list func() ([]T, error)) ([]T, error) {
+	for i := 1; ; i++ {
+		out, err := list()
+		if errors.Is(err, netlink.ErrDumpInterrupted) && i < dumpAttempts {
+			continue
+		}
+		return out, err
+	}
 }

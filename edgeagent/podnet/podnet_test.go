@@ -166,7 +166,7 @@ func linkNames(t *testing.T, nsPath string) map[string]bool {
 		t.Fatal(err)
 	}
 	defer nl.Close()
-	links, err := nl.LinkList()
+	links, err := dump(nl.LinkList)
 	if err != nil {
 		t.Fatal(err)
 	}
