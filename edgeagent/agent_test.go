@@ -63,9 +63,16 @@ func startControlPlane(t *testing.T) *controlPlane {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return serveAPI(t, ns, dir, ns.ClientURL())
+}
+
+// serveAPI opens the buckets on the running server ns, connected as url,
+// and serves the API there until the test ends.
+func serveAPI(t *testing.T, ns *natsserver.Server, dir, url string) *controlPlane {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	nc, err := messaging.Connect(ctx, ns.ClientURL(), "test-control-plane")
+	nc, err := messaging.Connect(ctx, url, "test-control-plane")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +90,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	return &controlPlane{dir: dir, ns: ns, url: ns.ClientURL(), buckets: b, cl: client.New(nc)}
+	return &controlPlane{dir: dir, ns: ns, url: url, buckets: b, cl: client.New(nc)}
 }
 
 // runningAgent is an agent under test.

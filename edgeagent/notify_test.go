@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeorch/edgeorch/client"
-	"github.com/edgeorch/edgeorch/controlplane/api"
-	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/edgeorch/edgeorch/runtime"
 	"github.com/edgeorch/edgeorch/runtime/fake"
@@ -228,29 +225,8 @@ func userPlane(t *testing.T) (cp *controlPlane, nodeURL string) {
 		t.Fatal("nats server not ready")
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("admin", "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := api.New(store.New(b.Objects), nc, api.Options{})
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Stop() })
 	port := ns.Addr().String()
-	return &controlPlane{dir: dir, ns: ns, url: "nats://admin:a@" + port, buckets: b, cl: client.New(nc)},
-		"nats://node:n@" + port
+	return serveAPI(t, ns, dir, "nats://admin:a@"+port), "nats://node:n@" + port
 }
 
 // An agent whose credentials refuse the notification subject falls back
