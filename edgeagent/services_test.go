@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -17,15 +18,29 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
+// freePort returns a port free for network on 127.0.0.1. For "dns" the port
+// is free for UDP and TCP both, and below the kernel's ephemeral range
+// (32768 on), so no outgoing connection of the test takes it before the
+// agent binds it.
 func freePort(t *testing.T, network string) int {
 	t.Helper()
-	if network == "udp" {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	if network == "dns" {
+		for range 1000 {
+			port := 20000 + rand.IntN(12000)
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				continue
+			}
+			ln, err := net.Listen("tcp", addr)
+			pc.Close()
+			if err != nil {
+				continue
+			}
+			ln.Close()
+			return port
 		}
-		defer pc.Close()
-		return pc.LocalAddr().(*net.UDPAddr).Port
+		t.Fatal("no port free for both UDP and TCP in 20000-31999")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,7 +117,7 @@ func TestServiceProxyAndDNS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dnsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, "udp")))
+	dnsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, "dns")))
 	nc, err := nats.Connect(cp.url)
 	if err != nil {
 		t.Fatal(err)
