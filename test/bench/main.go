@@ -10,18 +10,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,7 +26,9 @@ import (
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/manifests"
+	"github.com/edgeorch/edgeorch/test/bench/cluster"
 	"github.com/edgeorch/edgeorch/test/bench/internal/figures"
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 )
 
 func main() {
@@ -51,67 +47,6 @@ func main() {
 
 // ociLoaded is how many container pods benchOCI applies at once.
 var ociLoaded int
-
-type daemon struct {
-	cmd *exec.Cmd
-	out *os.File
-}
-
-func start(logPath, name string, args ...string) (*daemon, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	return &daemon{cmd: cmd, out: f}, nil
-}
-
-func (d *daemon) stop() {
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-done
-	}
-	d.out.Close()
-}
-
-// rssKiB reads VmRSS of pid.
-func rssKiB(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			f := strings.Fields(l)
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	return -1
-}
-
-func poll(ctx context.Context, every time.Duration, f func() error) error {
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(every):
-		}
-	}
-}
 
 func run(bin, wasmDir string, samples, loaded, writes int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -135,29 +70,11 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 		figures.Record(b.name, float64(st.Size())/1e6, "MB", b.goal)
 	}
 
-	cpLog := filepath.Join(tmp, "cp.log")
-	cp, err := start(cpLog, filepath.Join(bin, "edge-controlplane"), "--data-dir", filepath.Join(tmp, "cp"), "--listen", "127.0.0.1:0", "--dev")
+	cp, url, err := cluster.StartControlPlane(ctx, bin, tmp, 50*time.Millisecond)
 	if err != nil {
 		return err
 	}
-	defer cp.stop()
-	var url string
-	if err := poll(ctx, 50*time.Millisecond, func() error {
-		f, _ := os.Open(cpLog)
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			for _, w := range strings.Fields(sc.Text()) {
-				if strings.HasPrefix(w, "nats://") {
-					url = w
-					return nil
-				}
-			}
-		}
-		return fmt.Errorf("control plane printed no URL")
-	}); err != nil {
-		return err
-	}
+	defer cp.Stop()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return err
@@ -165,32 +82,21 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 	defer nc.Close()
 	c := client.New(nc)
 
-	ag, err := start(filepath.Join(tmp, "agent.log"), filepath.Join(bin, "edge-agent"), "--server", url, "--node-name", "bench", "--data-dir", filepath.Join(tmp, "agent"), "--heartbeat-interval", "10s")
+	ag, err := cluster.StartAgent(bin, tmp, url, "bench")
 	if err != nil {
 		return err
 	}
-	defer ag.stop()
-	if err := poll(ctx, 100*time.Millisecond, func() error {
-		obj, err := c.Get(ctx, "nodes", "", "bench")
-		if err != nil {
-			return err
-		}
-		for _, cond := range obj.(*manifests.Node).Status.Conditions {
-			if cond.Type == manifests.NodeReady && cond.Status == manifests.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("node not Ready")
-	}); err != nil {
+	defer ag.Stop()
+	if err := proc.Poll(ctx, 100*time.Millisecond, func() error { return cluster.NodeReady(ctx, c, "bench") }); err != nil {
 		return fmt.Errorf("wait node: %w", err)
 	}
 	time.Sleep(2 * time.Second) // let both daemons settle before the idle figure
 	fmt.Println("\n# memory (VmRSS, and PSS from smaps_rollup), idle")
-	cpPID, agPID := cp.cmd.Process.Pid, ag.cmd.Process.Pid
-	figures.MiB(figures.ControlPlaneRSSIdle, rssKiB(cpPID), "< 40 MiB")
-	figures.MiB(figures.ControlPlanePSSIdle, pssKiB(cpPID), "")
-	figures.MiB(figures.AgentRSSIdle, rssKiB(agPID), "< 15 MiB")
-	figures.MiB(figures.AgentPSSIdle, pssKiB(agPID), "")
+	cpPID, agPID := cp.PID(), ag.PID()
+	figures.MiB(figures.ControlPlaneRSSIdle, proc.RSSKiB(cpPID), "< 40 MiB")
+	figures.MiB(figures.ControlPlanePSSIdle, proc.PSSKiB(cpPID), "")
+	figures.MiB(figures.AgentRSSIdle, proc.RSSKiB(agPID), "< 15 MiB")
+	figures.MiB(figures.AgentPSSIdle, proc.PSSKiB(agPID), "")
 
 	for _, m := range []string{"sleep", "exit"} {
 		f, err := os.Open(filepath.Join(wasmDir, m+".wasm"))
@@ -258,11 +164,11 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 		return err
 	}
 	fmt.Printf("\n# apply → Running, wasm pod, module cached (%d samples)\n", len(lat))
-	figures.Duration(figures.WasmApplyMedian, pct(lat, 50), "< 10 ms")
-	figures.Duration(figures.WasmApplyP99, pct(lat, 99), "")
+	figures.Duration(figures.WasmApplyMedian, figures.Percentile(lat, 50), "< 10 ms")
+	figures.Duration(figures.WasmApplyP99, figures.Percentile(lat, 99), "")
 	fmt.Println("# raw wazero: instantiate+run of exit.wasm, compiled once, in process")
-	figures.Duration(figures.RawWazeroMedian, pct(raw, 50), "")
-	figures.Duration(figures.RawWazeroP99, pct(raw, 99), "")
+	figures.Duration(figures.RawWazeroMedian, figures.Percentile(raw, 50), "")
+	figures.Duration(figures.RawWazeroP99, figures.Percentile(raw, 99), "")
 
 	// Loaded agent.
 	for i := 0; i < loaded; i++ {
@@ -270,37 +176,24 @@ func run(bin, wasmDir string, samples, loaded, writes int) error {
 			return err
 		}
 	}
-	if err := poll(ctx, 200*time.Millisecond, func() error {
-		items, _, err := c.List(ctx, "pods", "default", "bench=load")
-		if err != nil {
-			return err
-		}
-		n := 0
-		for _, o := range items {
-			if o.(*manifests.Pod).Status.Phase == manifests.PodRunning {
-				n++
-			}
-		}
-		if n < loaded {
-			return fmt.Errorf("%d/%d running", n, loaded)
-		}
-		return nil
+	if err := proc.Poll(ctx, 200*time.Millisecond, func() error {
+		return cluster.PodsRunning(ctx, c, "default", "bench=load", loaded)
 	}); err != nil {
 		return err
 	}
 	time.Sleep(2 * time.Second)
 	fmt.Printf("\n# memory (VmRSS, PSS), %d wasm pods running\n", loaded)
 	if loaded == 50 {
-		figures.MiB(figures.ControlPlaneRSS50, rssKiB(cpPID), "")
-		figures.MiB(figures.ControlPlanePSS50, pssKiB(cpPID), "")
-		figures.MiB(figures.AgentRSS50, rssKiB(agPID), "< 30 MiB")
-		figures.MiB(figures.AgentPSS50, pssKiB(agPID), "")
+		figures.MiB(figures.ControlPlaneRSS50, proc.RSSKiB(cpPID), "")
+		figures.MiB(figures.ControlPlanePSS50, proc.PSSKiB(cpPID), "")
+		figures.MiB(figures.AgentRSS50, proc.RSSKiB(agPID), "< 30 MiB")
+		figures.MiB(figures.AgentPSS50, proc.PSSKiB(agPID), "")
 	} else { // not the figure: print it under its own name
 		n := fmt.Sprintf(", %d wasm pods", loaded)
-		figures.MiB("control plane RSS"+n, rssKiB(cpPID), "")
-		figures.MiB("control plane PSS"+n, pssKiB(cpPID), "")
-		figures.MiB("agent RSS"+n, rssKiB(agPID), "")
-		figures.MiB("agent PSS"+n, pssKiB(agPID), "")
+		figures.MiB("control plane RSS"+n, proc.RSSKiB(cpPID), "")
+		figures.MiB("control plane PSS"+n, proc.PSSKiB(cpPID), "")
+		figures.MiB("agent RSS"+n, proc.RSSKiB(agPID), "")
+		figures.MiB("agent PSS"+n, proc.PSSKiB(agPID), "")
 	}
 
 	// API writes (sync on every write, the default) against raw KV puts.
@@ -380,17 +273,4 @@ func rawWazero(ctx context.Context, path string, n int) ([]time.Duration, error)
 		}
 	}
 	return out, nil
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := (len(s)*p + 99) / 100
-	if i > 0 {
-		i--
-	}
-	return s[i].Round(10 * time.Microsecond)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/edgeorch/edgeorch/images/imagetest"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/test/bench/internal/figures"
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,7 +30,7 @@ func (panicTB) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)
 
 // benchOCI prints apply→Running of a container pod against raw `runc run -d`
 // of the same image, and the cost of many container pods on one agent.
-func benchOCI(ctx context.Context, c *client.Client, ag *daemon, agentDir string, samples, loaded int) error {
+func benchOCI(ctx context.Context, c *client.Client, ag *proc.Daemon, agentDir string, samples, loaded int) error {
 	runc, err := exec.LookPath("runc")
 	if err != nil {
 		fmt.Println("\n# container pods: skipped, runc not found")
@@ -91,18 +92,18 @@ func benchOCI(ctx context.Context, c *client.Client, ag *daemon, agentDir string
 		return err
 	}
 	fmt.Printf("\n# apply → Running, container pod, image cached (%d samples)\n", len(lat))
-	figures.Duration(figures.OCIApplyMedian, pct(lat, 50), "")
-	figures.Duration(figures.OCIApplyP99, pct(lat, 99), "")
+	figures.Duration(figures.OCIApplyMedian, figures.Percentile(lat, 50), "")
+	figures.Duration(figures.OCIApplyP99, figures.Percentile(lat, 99), "")
 	fmt.Println("# raw runc run -d of a bundle over the same rootfs, same run")
-	figures.Duration(figures.RawRuncMedian, pct(raw, 50), "")
-	figures.Duration(figures.RawRuncP99, pct(raw, 99), "")
-	if r := pct(raw, 50); r > 0 {
-		figures.Record(figures.OCIOverRaw, float64(pct(lat, 50))/float64(r), "x", "<= 2 x")
+	figures.Duration(figures.RawRuncMedian, figures.Percentile(raw, 50), "")
+	figures.Duration(figures.RawRuncP99, figures.Percentile(raw, 99), "")
+	if r := figures.Percentile(raw, 50); r > 0 {
+		figures.Record(figures.OCIOverRaw, float64(figures.Percentile(lat, 50))/float64(r), "x", "<= 2 x")
 	}
 
 	// Wait for the deleted pods' containers to be gone before loading.
-	if err := pollFor(ctx, time.Minute, func() error {
-		if n := len(shimPIDs(ag.cmd.Process.Pid)); n > 0 {
+	if err := proc.PollFor(ctx, time.Minute, 200*time.Millisecond, func() error {
+		if n := len(shimPIDs(ag.PID())); n > 0 {
 			return fmt.Errorf("%d shims still running", n)
 		}
 		return nil
@@ -122,23 +123,23 @@ func benchOCI(ctx context.Context, c *client.Client, ag *daemon, agentDir string
 	}
 	took := time.Since(t0)
 	time.Sleep(2 * time.Second)
-	shims := shimPIDs(ag.cmd.Process.Pid)
+	shims := shimPIDs(ag.PID())
 	var shimKiB, shimPssKiB int
 	for _, pid := range shims {
-		shimKiB += rssKiB(pid)
-		shimPssKiB += pssKiB(pid)
+		shimKiB += proc.RSSKiB(pid)
+		shimPssKiB += proc.PSSKiB(pid)
 	}
 	fmt.Printf("\n# %d container pods applied at once on one agent\n", loaded)
 	fmt.Printf("all Running after    %8s\n", took.Round(time.Millisecond))
-	fmt.Printf("edge-agent RSS       %6.1f MiB\n", float64(rssKiB(ag.cmd.Process.Pid))/1024)
+	fmt.Printf("edge-agent RSS       %6.1f MiB\n", float64(proc.RSSKiB(ag.PID()))/1024)
 	fmt.Printf("shims (%d) RSS total %6.1f MiB, PSS total %6.1f MiB (binary pages shared)\n", len(shims), float64(shimKiB)/1024, float64(shimPssKiB)/1024)
 	for _, n := range names {
 		c.Delete(ctx, "pods", "default", n)
 	}
 	// Containers outlive the agent by design: wait until it has removed
 	// them before the harness stops it.
-	return pollFor(ctx, time.Minute, func() error {
-		if n := len(shimPIDs(ag.cmd.Process.Pid)); n > 0 {
+	return proc.PollFor(ctx, time.Minute, 200*time.Millisecond, func() error {
+		if n := len(shimPIDs(ag.PID())); n > 0 {
 			return fmt.Errorf("%d container shims still running", n)
 		}
 		return nil
@@ -211,9 +212,9 @@ func rawRunc(ctx context.Context, runc, unpacked string, n int) ([]time.Duration
 	if err := json.Unmarshal(b, &spec); err != nil {
 		return nil, err
 	}
-	proc := spec["process"].(map[string]any)
-	proc["terminal"] = false
-	proc["args"] = []string{"sleep", "3600"}
+	process := spec["process"].(map[string]any)
+	process["terminal"] = false
+	process["args"] = []string{"sleep", "3600"}
 	spec["root"] = map[string]any{"path": rootfs, "readonly": true}
 	b, _ = json.Marshal(spec)
 	os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)
@@ -252,35 +253,11 @@ func rawRunc(ctx context.Context, runc, unpacked string, n int) ([]time.Duration
 			var ws unix.WaitStatus
 			unix.Wait4(st.Pid, &ws, 0, nil)
 		}
-		if err := poll(ctx, 10*time.Millisecond, func() error {
+		if err := proc.Poll(ctx, 10*time.Millisecond, func() error {
 			return exec.Command(runc, "--root", root, "delete", id).Run()
 		}); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
-}
-
-// pssKiB reads the proportional set size of pid: shared pages are divided
-// among the processes sharing them.
-func pssKiB(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "Pss:") {
-			var n int
-			fmt.Sscan(strings.Fields(l)[1], &n)
-			return n
-		}
-	}
-	return -1
-}
-
-// pollFor polls f every 200 ms for at most d.
-func pollFor(ctx context.Context, d time.Duration, f func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	return poll(ctx, 200*time.Millisecond, f)
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/edgeorch/edgeorch/test/bench/proc"
+
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -29,7 +31,7 @@ const k3sImage = "docker.io/library/edge-peers-busybox:bench"
 // a single-node task run needs not are disabled); a task is a pod.
 type k3s struct {
 	bin  string
-	d    *daemon
+	d    *proc.Daemon
 	dir  string
 	base string
 	hc   *http.Client
@@ -55,12 +57,12 @@ func (k *k3s) start(ctx context.Context, dir string) error {
 	if err := tarball.WriteToFile(filepath.Join(images, "busybox.tar"), tag, img); err != nil {
 		return fmt.Errorf("write image tarball: %w", err)
 	}
-	ports, err := freePorts(1)
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return err
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig.yaml")
-	k.d, err = startDaemon(filepath.Join(dir, "k3s.log"), nil, k.bin, "server",
+	k.d, err = proc.Start(filepath.Join(dir, "k3s.log"), nil, k.bin, "server",
 		"--data-dir", data, "--https-listen-port", fmt.Sprint(ports[0]),
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--node-ip", "127.0.0.1",
 		"--flannel-iface", "lo", "--write-kubeconfig", kubeconfig,
@@ -73,8 +75,8 @@ func (k *k3s) start(ctx context.Context, dir string) error {
 		return err
 	}
 	k.base = fmt.Sprintf("https://127.0.0.1:%d", ports[0])
-	return poll(ctx, 3*time.Minute, 10*time.Millisecond, func() error {
-		if err := k.d.exited(); err != nil {
+	return proc.PollFor(ctx, 3*time.Minute, 10*time.Millisecond, func() error {
+		if err := k.d.Exited(); err != nil {
 			return err
 		}
 		if k.hc == nil {
@@ -147,7 +149,7 @@ func kubeClient(path string) (*http.Client, error) {
 
 func (k *k3s) prepare(ctx context.Context) error {
 	// The default service account must exist before pods are admitted.
-	return poll(ctx, time.Minute, 50*time.Millisecond, func() error {
+	return proc.PollFor(ctx, time.Minute, 50*time.Millisecond, func() error {
 		return httpJSON(ctx, k.hc, "GET", k.base+"/api/v1/namespaces/default/serviceaccounts/default", nil, nil)
 	})
 }
@@ -169,7 +171,7 @@ func (k *k3s) submit(ctx context.Context, batch string, names []string) error {
 			return fmt.Errorf("create pod %s: %w", n, err)
 		}
 	}
-	return poll(ctx, 3*time.Minute, 10*time.Millisecond, func() error {
+	return proc.PollFor(ctx, 3*time.Minute, 10*time.Millisecond, func() error {
 		running, total, err := k.pods(ctx, batch)
 		if err != nil {
 			return err
@@ -204,7 +206,7 @@ func (k *k3s) remove(ctx context.Context, batch string, names []string) error {
 	if err := httpJSON(ctx, k.hc, "DELETE", u, nil, nil); err != nil {
 		return fmt.Errorf("delete pods: %w", err)
 	}
-	return poll(ctx, 3*time.Minute, 50*time.Millisecond, func() error {
+	return proc.PollFor(ctx, 3*time.Minute, 50*time.Millisecond, func() error {
 		_, total, err := k.pods(ctx, batch)
 		if err != nil {
 			return err
@@ -233,14 +235,14 @@ func (k *k3s) usage() procSet {
 	if k.d == nil {
 		return procSet{}
 	}
-	return procSet{roots: []int{k.d.cmd.Process.Pid}, exeDir: filepath.Join(k.dir, "data")}
+	return procSet{roots: []int{k.d.PID()}, exeDir: filepath.Join(k.dir, "data")}
 }
 
 // stop ends the server, then what it leaves running by design
 // (containerd shims and containers) and its mounts.
 func (k *k3s) stop() {
 	left := k.usage().pids()
-	k.d.stop(30 * time.Second)
+	k.d.StopWithin(30 * time.Second)
 	killPIDs(append(left, k.usage().pids()...))
 	unmountUnder(k.dir, "/run/k3s")
 }

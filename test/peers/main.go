@@ -38,6 +38,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 )
 
 func main() {
@@ -196,7 +198,7 @@ func measure(ctx context.Context, cfg config, s system, dir string, w io.Writer)
 	if err := s.prepare(ctx); err != nil {
 		return r, fmt.Errorf("prepare tasks: %w", err)
 	}
-	if err := sleep(ctx, cfg.settle); err != nil {
+	if err := proc.Sleep(ctx, cfg.settle); err != nil {
 		return r, err
 	}
 	r.add(w, "PSS idle", float64(s.usage().pssKiB())/1024, "MiB")
@@ -228,7 +230,7 @@ func measure(ctx context.Context, cfg config, s system, dir string, w io.Writer)
 		return r, fmt.Errorf("submit %d tasks: %w", cfg.tasks, err)
 	}
 	r.add(w, fmt.Sprintf("submit->running, %d tasks at once", cfg.tasks), ms(time.Since(t)), "ms")
-	if err := sleep(ctx, cfg.settle); err != nil {
+	if err := proc.Sleep(ctx, cfg.settle); err != nil {
 		return r, err
 	}
 	r.add(w, fmt.Sprintf("PSS, %d tasks running", cfg.tasks), float64(s.usage().pssKiB())/1024, "MiB")
@@ -298,32 +300,6 @@ func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
-}
-
-// poll calls f every interval until it succeeds, or ctx ends or d passes.
-func poll(ctx context.Context, d, every time.Duration, f func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(every):
-		}
-	}
 }
 
 var errNotYet = errors.New("not yet")

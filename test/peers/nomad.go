@@ -6,19 +6,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 )
 
 // nomad is a Nomad agent running as server and client on loopback ports,
 // with the raw_exec driver; a task is a job of one /bin/sleep task.
 type nomad struct {
 	bin  string
-	d    *daemon
+	d    *proc.Daemon
 	base string // http://127.0.0.1:PORT/v1
 	hc   *http.Client
 	dir  string
@@ -30,29 +31,9 @@ func newNomad(path string) system {
 
 func (n *nomad) name() string { return "nomad" }
 
-// freePorts returns n free TCP ports on loopback.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var out []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
-
 func (n *nomad) start(ctx context.Context, dir string) error {
 	n.dir = dir
-	ports, err := freePorts(3)
+	ports, err := proc.FreePorts(3)
 	if err != nil {
 		return err
 	}
@@ -89,11 +70,11 @@ disable_update_check = true
 		return err
 	}
 	n.base = fmt.Sprintf("http://127.0.0.1:%d/v1", ports[0])
-	if n.d, err = startDaemon(filepath.Join(dir, "nomad.log"), nil, n.bin, "agent", "-config", cf); err != nil {
+	if n.d, err = proc.Start(filepath.Join(dir, "nomad.log"), nil, n.bin, "agent", "-config", cf); err != nil {
 		return err
 	}
-	return poll(ctx, 2*time.Minute, 5*time.Millisecond, func() error {
-		if err := n.d.exited(); err != nil {
+	return proc.PollFor(ctx, 2*time.Minute, 5*time.Millisecond, func() error {
+		if err := n.d.Exited(); err != nil {
 			return err
 		}
 		var nodes []struct{ Status string }
@@ -176,7 +157,7 @@ func (n *nomad) submit(ctx context.Context, batch string, names []string) error 
 			return fmt.Errorf("register job %s: %w", name, err)
 		}
 	}
-	return poll(ctx, 2*time.Minute, 10*time.Millisecond, func() error {
+	return proc.PollFor(ctx, 2*time.Minute, 10*time.Millisecond, func() error {
 		running, err := n.running(ctx, "peers-"+batch+"-")
 		if err != nil {
 			return err
@@ -209,7 +190,7 @@ func (n *nomad) remove(ctx context.Context, batch string, names []string) error 
 			return fmt.Errorf("deregister job %s: %w", name, err)
 		}
 	}
-	return poll(ctx, 2*time.Minute, 50*time.Millisecond, func() error {
+	return proc.PollFor(ctx, 2*time.Minute, 50*time.Millisecond, func() error {
 		running, err := n.running(ctx, "peers-"+batch+"-")
 		if err != nil {
 			return err
@@ -236,12 +217,12 @@ func (n *nomad) usage() procSet {
 	if n.d == nil {
 		return procSet{}
 	}
-	return procSet{roots: []int{n.d.cmd.Process.Pid}}
+	return procSet{roots: []int{n.d.PID()}}
 }
 
 func (n *nomad) stop() {
 	left := n.usage().pids()
-	n.d.stop(30 * time.Second)
+	n.d.StopWithin(30 * time.Second)
 	killPIDs(left)
 	unmountUnder(n.dir)
 }

@@ -1,16 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeorch/edgeorch/test/bench/cluster"
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/nats-io/nats.go"
@@ -24,7 +25,7 @@ import (
 // one edge-agent, from cfg.bin.
 type ours struct {
 	cfg    config
-	cp, ag *daemon
+	cp, ag *proc.Daemon
 	nc     *nats.Conn
 	c      *client.Client
 }
@@ -34,29 +35,16 @@ func newOurs(cfg config) system { return &ours{cfg: cfg} }
 func (o *ours) name() string { return "ours" }
 
 func (o *ours) start(ctx context.Context, dir string) error {
-	var err error
-	o.cp, err = startDaemon(filepath.Join(dir, "cp.log"), nil, filepath.Join(o.cfg.bin, "edge-controlplane"),
-		"--data-dir", filepath.Join(dir, "cp"), "--listen", "127.0.0.1:0", "--dev")
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	cp, url, err := cluster.StartControlPlane(wctx, o.cfg.bin, dir, 5*time.Millisecond)
+	cancel()
 	if err != nil {
 		return err
 	}
-	var url string
-	if err := poll(ctx, time.Minute, 5*time.Millisecond, func() error {
-		if err := o.cp.exited(); err != nil {
-			return err
-		}
-		url = urlIn(o.cp.log)
-		if url == "" {
-			return fmt.Errorf("control plane printed no nats:// URL")
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
+	o.cp = cp
 	// The agent starts as soon as there is a URL to give it: a peer's
 	// single binary starts its client at once too.
-	o.ag, err = startDaemon(filepath.Join(dir, "agent.log"), nil, filepath.Join(o.cfg.bin, "edge-agent"),
-		"--server", url, "--node-name", "peers", "--data-dir", filepath.Join(dir, "agent"), "--heartbeat-interval", "10s")
+	o.ag, err = cluster.StartAgent(o.cfg.bin, dir, url, "peers")
 	if err != nil {
 		return err
 	}
@@ -64,38 +52,12 @@ func (o *ours) start(ctx context.Context, dir string) error {
 		return fmt.Errorf("connect %s: %w", url, err)
 	}
 	o.c = client.New(o.nc)
-	return poll(ctx, time.Minute, 5*time.Millisecond, func() error {
-		if err := o.ag.exited(); err != nil {
+	return proc.PollFor(ctx, time.Minute, 5*time.Millisecond, func() error {
+		if err := o.ag.Exited(); err != nil {
 			return err
 		}
-		obj, err := o.c.Get(ctx, "nodes", "", "peers")
-		if err != nil {
-			return err
-		}
-		for _, c := range obj.(*manifests.Node).Status.Conditions {
-			if c.Type == manifests.NodeReady && c.Status == manifests.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("node peers not Ready")
+		return cluster.NodeReady(ctx, o.c, "peers")
 	})
-}
-
-func urlIn(logPath string) string {
-	f, err := os.Open(logPath)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		for _, w := range strings.Fields(sc.Text()) {
-			if strings.HasPrefix(w, "nats://") {
-				return w
-			}
-		}
-	}
-	return ""
 }
 
 // panicTB lets the image builder of imagetest run outside a test.
@@ -173,7 +135,7 @@ func (o *ours) remove(ctx context.Context, batch string, names []string) error {
 			return fmt.Errorf("delete pod %s: %w", n, err)
 		}
 	}
-	return poll(ctx, 2*time.Minute, 50*time.Millisecond, func() error {
+	return proc.PollFor(ctx, 2*time.Minute, 50*time.Millisecond, func() error {
 		items, _, err := o.c.List(ctx, "pods", "default", "peers="+batch)
 		if err != nil {
 			return err
@@ -197,9 +159,9 @@ func (o *ours) writeConfigs(ctx context.Context, prefix string, n int) error {
 
 func (o *ours) usage() procSet {
 	var s procSet
-	for _, d := range []*daemon{o.cp, o.ag} {
+	for _, d := range []*proc.Daemon{o.cp, o.ag} {
 		if d != nil {
-			s.roots = append(s.roots, d.cmd.Process.Pid)
+			s.roots = append(s.roots, d.PID())
 		}
 	}
 	return s
@@ -211,7 +173,7 @@ func (o *ours) stop() {
 	}
 	// Containers outlive the agent by design: kill what is left of it.
 	left := o.usage().pids()
-	o.ag.stop(10 * time.Second)
-	o.cp.stop(10 * time.Second)
+	o.ag.Stop()
+	o.cp.Stop()
 	killPIDs(left)
 }

@@ -3,67 +3,12 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
+
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 )
-
-// daemon is a process a system started, its output in a log file.
-type daemon struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-func startDaemon(logPath string, env []string, name string, args ...string) (*daemon, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	d := &daemon{cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(d.done) }()
-	return d, nil
-}
-
-// exited returns an error with the log's tail if the daemon has ended.
-func (d *daemon) exited() error {
-	select {
-	case <-d.done:
-		b, _ := os.ReadFile(d.log)
-		if len(b) > 2000 {
-			b = b[len(b)-2000:]
-		}
-		return fmt.Errorf("%s exited: %v\n%s", filepath.Base(d.cmd.Path), d.cmd.ProcessState, b)
-	default:
-		return nil
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after grace.
-func (d *daemon) stop(grace time.Duration) {
-	if d == nil {
-		return
-	}
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(grace):
-		d.cmd.Process.Kill()
-		<-d.done
-	}
-}
 
 // procSet names a system's processes: the roots it started, every process
 // whose executable lies under exeDir (K3s runs containerd and its shims from
@@ -145,25 +90,11 @@ func (s procSet) pids() []int {
 func (s procSet) pssKiB() int {
 	total := 0
 	for _, pid := range s.pids() {
-		if n := pssKiB(pid); n > 0 {
+		if n := proc.PSSKiB(pid); n > 0 {
 			total += n
 		}
 	}
 	return total
-}
-
-func pssKiB(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "Pss:") {
-			n, _ := strconv.Atoi(strings.Fields(l)[1])
-			return n
-		}
-	}
-	return -1
 }
 
 // killPIDs kills what is left of a set listed before its roots stopped.

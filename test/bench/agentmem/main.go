@@ -15,25 +15,22 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/edgeorch/edgeorch/client"
-	"github.com/edgeorch/edgeorch/manifests"
+	"github.com/edgeorch/edgeorch/test/bench/cluster"
 	"github.com/edgeorch/edgeorch/test/bench/internal/figures"
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 )
 
 type runsFlag []string
@@ -100,38 +97,6 @@ func main() {
 // reading is one run's figures, in KiB.
 type reading struct{ rssIdle, pssIdle, rssLoad, pssLoad int }
 
-type daemon struct {
-	cmd *exec.Cmd
-	out *os.File
-}
-
-func start(logPath, name string, args ...string) (*daemon, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	return &daemon{cmd: cmd, out: f}, nil
-}
-
-func (d *daemon) stop() {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-done
-	}
-	d.out.Close()
-}
-
 // measure runs one control plane and agent and reads the agent's memory
 // idle and with pods wasm pods Running.
 func measure(ctx context.Context, bin string, agentArgs []string, wasmDir string, pods int, settle time.Duration) (reading, error) {
@@ -141,53 +106,30 @@ func measure(ctx context.Context, bin string, agentArgs []string, wasmDir string
 		return rd, err
 	}
 	defer os.RemoveAll(tmp)
-	cpLog := filepath.Join(tmp, "cp.log")
-	cp, err := start(cpLog, filepath.Join(bin, "edge-controlplane"), "--data-dir", filepath.Join(tmp, "cp"), "--listen", "127.0.0.1:0", "--dev")
+	cp, url, err := cluster.StartControlPlane(ctx, bin, tmp, 50*time.Millisecond)
 	if err != nil {
 		return rd, err
 	}
-	defer cp.stop()
-	var url string
-	if err := poll(ctx, 50*time.Millisecond, func() error {
-		url = findURL(cpLog)
-		if url == "" {
-			return fmt.Errorf("control plane printed no URL")
-		}
-		return nil
-	}); err != nil {
-		return rd, err
-	}
+	defer cp.Stop()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return rd, fmt.Errorf("connect %s: %w", url, err)
 	}
 	defer nc.Close()
 	c := client.New(nc)
-	args := append([]string{"--server", url, "--node-name", "mem", "--data-dir", filepath.Join(tmp, "agent"), "--heartbeat-interval", "10s"}, agentArgs...)
-	ag, err := start(filepath.Join(tmp, "agent.log"), filepath.Join(bin, "edge-agent"), args...)
+	ag, err := cluster.StartAgent(bin, tmp, url, "mem", agentArgs...)
 	if err != nil {
 		return rd, err
 	}
-	defer ag.stop()
-	if err := poll(ctx, 100*time.Millisecond, func() error {
-		obj, err := c.Get(ctx, "nodes", "", "mem")
-		if err != nil {
-			return err
-		}
-		for _, cond := range obj.(*manifests.Node).Status.Conditions {
-			if cond.Type == manifests.NodeReady && cond.Status == manifests.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("node not Ready")
-	}); err != nil {
+	defer ag.Stop()
+	if err := proc.Poll(ctx, 100*time.Millisecond, func() error { return cluster.NodeReady(ctx, c, "mem") }); err != nil {
 		return rd, fmt.Errorf("wait for the node: %w", err)
 	}
-	pid := ag.cmd.Process.Pid
-	if err := sleep(ctx, settle); err != nil {
+	pid := ag.PID()
+	if err := proc.Sleep(ctx, settle); err != nil {
 		return rd, err
 	}
-	rd.rssIdle, rd.pssIdle = kib(pid, "/status", "VmRSS:"), kib(pid, "/smaps_rollup", "Pss:")
+	rd.rssIdle, rd.pssIdle = proc.RSSKiB(pid), proc.PSSKiB(pid)
 	breakdown(pid, "idle")
 
 	f, err := os.Open(filepath.Join(wasmDir, "sleep.wasm"))
@@ -204,28 +146,15 @@ func measure(ctx context.Context, bin string, agentArgs []string, wasmDir string
 			return rd, fmt.Errorf("apply pod %d: %w", i, err)
 		}
 	}
-	if err := poll(ctx, 200*time.Millisecond, func() error {
-		items, _, err := c.List(ctx, "pods", "default", "bench=agentmem")
-		if err != nil {
-			return err
-		}
-		n := 0
-		for _, o := range items {
-			if o.(*manifests.Pod).Status.Phase == manifests.PodRunning {
-				n++
-			}
-		}
-		if n < pods {
-			return fmt.Errorf("%d/%d pods Running", n, pods)
-		}
-		return nil
+	if err := proc.Poll(ctx, 200*time.Millisecond, func() error {
+		return cluster.PodsRunning(ctx, c, "default", "bench=agentmem", pods)
 	}); err != nil {
 		return rd, err
 	}
-	if err := sleep(ctx, settle); err != nil {
+	if err := proc.Sleep(ctx, settle); err != nil {
 		return rd, err
 	}
-	rd.rssLoad, rd.pssLoad = kib(pid, "/status", "VmRSS:"), kib(pid, "/smaps_rollup", "Pss:")
+	rd.rssLoad, rd.pssLoad = proc.RSSKiB(pid), proc.PSSKiB(pid)
 	breakdown(pid, fmt.Sprintf("%d pods", pods))
 	return rd, nil
 }
@@ -245,67 +174,9 @@ func podManifest(name string) json.RawMessage {
 	return b
 }
 
-// findURL is the first nats:// URL in the control plane's log.
-func findURL(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		for _, w := range strings.Fields(sc.Text()) {
-			if strings.HasPrefix(w, "nats://") {
-				return w
-			}
-		}
-	}
-	return ""
-}
-
 // breakdown prints what the agent's resident memory is made of: anonymous
 // pages (heap, stacks, runtime) and pages of files (the binary).
 func breakdown(pid int, when string) {
 	fmt.Printf("# %s %s: RssAnon %d KiB, RssFile %d KiB, threads %d\n", filepath.Base(os.Args[0]), when,
-		kib(pid, "/status", "RssAnon:"), kib(pid, "/status", "RssFile:"), kib(pid, "/status", "Threads:"))
-}
-
-// kib reads a "Key: N kB" line of /proc/<pid><file>; -1 when it cannot.
-func kib(pid int, file, key string) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d%s", pid, file))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, key) {
-			if f := strings.Fields(l); len(f) >= 2 {
-				n, _ := strconv.Atoi(f[1])
-				return n
-			}
-		}
-	}
-	return -1
-}
-
-func poll(ctx context.Context, every time.Duration, f func() error) error {
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(every):
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
+		proc.KiB(pid, "/status", "RssAnon:"), proc.KiB(pid, "/status", "RssFile:"), proc.KiB(pid, "/status", "Threads:"))
 }

@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -24,18 +23,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/test/bench/cluster"
 	"github.com/edgeorch/edgeorch/test/bench/internal/figures"
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 )
 
 func main() {
@@ -69,23 +68,18 @@ func run(ctx context.Context, bin string, objects, runs int, mix bool, writes, w
 	}
 	defer os.RemoveAll(tmp)
 
-	cpLog := filepath.Join(tmp, "cp.log")
-	cp, err := start(cpLog, filepath.Join(bin, "edge-controlplane"), "--data-dir", filepath.Join(tmp, "cp"), "--listen", "127.0.0.1:0", "--dev")
+	cp, url, err := cluster.StartControlPlane(ctx, bin, tmp, 50*time.Millisecond)
 	if err != nil {
 		return err
 	}
-	defer cp.stop()
-	url, err := waitURL(ctx, cpLog)
-	if err != nil {
-		return err
-	}
+	defer cp.Stop()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", url, err)
 	}
 	defer nc.Close()
 	c := client.New(nc)
-	if err := poll(ctx, func() error { _, err := c.Get(ctx, "namespaces", "", "default"); return err }); err != nil {
+	if err := proc.Poll(ctx, 50*time.Millisecond, func() error { _, err := c.Get(ctx, "namespaces", "", "default"); return err }); err != nil {
 		return fmt.Errorf("wait for the API: %w", err)
 	}
 	fmt.Printf("# edgectl apply -f DIR, %d objects (one file each), JetStream syncing every write; %d runs\n", objects, runs)
@@ -107,13 +101,13 @@ func run(ctx context.Context, bin string, objects, runs int, mix bool, writes, w
 			if err := writeManifests(dir, ns, objects, k.gen); err != nil {
 				return err
 			}
-			cpu0 := cpuTime(cp.cmd.Process.Pid)
+			cpu0 := proc.CPUTime(cp.PID())
 			d, ctlCPU, err := edgectlApply(ctx, edgectl, url, dir, objects)
 			if err != nil {
 				return fmt.Errorf("%s run %d: %w", k.name, r, err)
 			}
 			times = append(times, d)
-			cpus = append(cpus, cpuTime(cp.cmd.Process.Pid)-cpu0+ctlCPU)
+			cpus = append(cpus, proc.CPUTime(cp.PID())-cpu0+ctlCPU)
 		}
 		slices.Sort(times)
 		slices.Sort(cpus)
@@ -333,94 +327,4 @@ func edgectlApply(ctx context.Context, edgectl, url, dir string, objects int) (t
 		return 0, 0, fmt.Errorf("edgectl apply -f %s: %d lines of output, want %d", dir, lines, objects)
 	}
 	return d, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
-}
-
-// cpuTime is the user + system CPU time process pid has used so far.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name (which may hold spaces): utime
-	// and stime are the 12th and 13th, in clock ticks (100 per second).
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * 10 * time.Millisecond
-}
-
-type daemon struct {
-	cmd *exec.Cmd
-	out *os.File
-}
-
-func start(logPath, name string, args ...string) (*daemon, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("log file: %w", err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	return &daemon{cmd: cmd, out: f}, nil
-}
-
-func (d *daemon) stop() {
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-done
-	}
-	d.out.Close()
-}
-
-// waitURL waits for the control plane to print its nats:// URL.
-func waitURL(ctx context.Context, logPath string) (string, error) {
-	var url string
-	err := poll(ctx, func() error {
-		f, err := os.Open(logPath)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			for _, w := range strings.Fields(sc.Text()) {
-				if strings.HasPrefix(w, "nats://") {
-					url = w
-					return nil
-				}
-			}
-		}
-		return fmt.Errorf("control plane printed no URL")
-	})
-	if err != nil {
-		return "", fmt.Errorf("wait for the control plane: %w", err)
-	}
-	return url, nil
-}
-
-// poll calls f every 50 ms until it succeeds or ctx ends.
-func poll(ctx context.Context, f func() error) error {
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }

@@ -23,19 +23,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,7 +40,9 @@ import (
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
+	"github.com/edgeorch/edgeorch/test/bench/cluster"
 	"github.com/edgeorch/edgeorch/test/bench/internal/figures"
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 )
 
 // rawPuts holds, per -bin directory, the times of raw JetStream KV puts
@@ -54,30 +52,6 @@ var rawPuts = map[string][]time.Duration{}
 // cpuPerPod holds, per -bin directory and session, the CPU time the
 // control plane and the agent spent per pod (apply, Running, delete).
 var cpuPerPod = map[string][][2]time.Duration{}
-
-// cpuTime is the user+system CPU time of process pid so far.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command (which may hold spaces): state is field 3,
-	// utime and stime are fields 14 and 15.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+st) * time.Second / clockTicks
-}
-
-// clockTicks is USER_HZ, 100 on Linux.
-const clockTicks = 100
 
 // keepLogs, when set, is where each session's daemon logs are kept.
 var keepLogs string
@@ -148,14 +122,14 @@ func report(dir string, ss []sample, timeline bool) {
 		if name == "total" {
 			goal = "  (goal ≤ 10ms median)"
 		}
-		fmt.Printf("latency.%-9s %9s median  %9s p99%s\n", name, pct(d, 50), pct(d, 99), goal)
+		fmt.Printf("latency.%-9s %9s median  %9s p99%s\n", name, figures.Percentile(d, 50), figures.Percentile(d, 99), goal)
 		if name == "total" { // the issue-8 figure, for make bench's summary
 			med, p99 := figures.WasmApplyMedian, figures.WasmApplyP99
 			if dir != "bin" {
 				med, p99 = med+" ("+dir+")", p99+" ("+dir+")"
 			}
-			figures.Duration(med, pct(d, 50), "< 10 ms")
-			figures.Duration(p99, pct(d, 99), "")
+			figures.Duration(med, figures.Percentile(d, 50), "< 10 ms")
+			figures.Duration(p99, figures.Percentile(d, 99), "")
 		}
 	}
 	var writes, pods []int
@@ -166,7 +140,7 @@ func report(dir string, ss []sample, timeline bool) {
 	if wiretap {
 		fmt.Printf("latency.writes    %9d synced JetStream writes apply→Running (median)\n", medianInt(writes))
 	}
-	fmt.Printf("latency.rawput    %9s median  %9s p99  raw JetStream KV put, synced, same server\n", pct(rawPuts[dir], 50), pct(rawPuts[dir], 99))
+	fmt.Printf("latency.rawput    %9s median  %9s p99  raw JetStream KV put, synced, same server\n", figures.Percentile(rawPuts[dir], 50), figures.Percentile(rawPuts[dir], 99))
 	fmt.Printf("latency.podwrites %9d pod entries apply→Running (median)\n", medianInt(pods))
 	var cpCPU, agCPU time.Duration
 	for _, c := range cpuPerPod[dir] {
@@ -212,52 +186,6 @@ func medianInt(v []int) int {
 	s := append([]int(nil), v...)
 	sort.Ints(s)
 	return s[len(s)/2]
-}
-
-type daemon struct {
-	cmd *exec.Cmd
-	out *os.File
-}
-
-func start(logPath, name string, args ...string) (*daemon, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	return &daemon{cmd: cmd, out: f}, nil
-}
-
-func (d *daemon) stop() {
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { d.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		<-done
-	}
-	d.out.Close()
-}
-
-func poll(ctx context.Context, every time.Duration, f func() error) error {
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
-		case <-time.After(every):
-		}
-	}
 }
 
 // tracer records, while on, the time of every entry the KV watchers see
@@ -375,55 +303,23 @@ func session(ctx context.Context, dir, wasmDir string, n int) ([]sample, error) 
 			}
 		}()
 	}
-	cpLog := filepath.Join(tmp, "cp.log")
-	cp, err := start(cpLog, filepath.Join(dir, "edge-controlplane"), "--data-dir", filepath.Join(tmp, "cp"), "--listen", "127.0.0.1:0", "--dev")
+	cp, url, err := cluster.StartControlPlane(ctx, dir, tmp, 20*time.Millisecond)
 	if err != nil {
 		return nil, err
 	}
-	defer cp.stop()
-	var url string
-	if err := poll(ctx, 20*time.Millisecond, func() error {
-		f, err := os.Open(cpLog)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			for _, w := range strings.Fields(sc.Text()) {
-				if strings.HasPrefix(w, "nats://") {
-					url = w
-					return nil
-				}
-			}
-		}
-		return fmt.Errorf("control plane printed no URL")
-	}); err != nil {
-		return nil, err
-	}
+	defer cp.Stop()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
 	c := client.New(nc)
-	ag, err := start(filepath.Join(tmp, "agent.log"), filepath.Join(dir, "edge-agent"), "--server", url, "--node-name", "bench", "--data-dir", filepath.Join(tmp, "agent"), "--heartbeat-interval", "10s")
+	ag, err := cluster.StartAgent(dir, tmp, url, "bench")
 	if err != nil {
 		return nil, err
 	}
-	defer ag.stop()
-	if err := poll(ctx, 50*time.Millisecond, func() error {
-		obj, err := c.Get(ctx, "nodes", "", "bench")
-		if err != nil {
-			return err
-		}
-		for _, cond := range obj.(*manifests.Node).Status.Conditions {
-			if cond.Type == manifests.NodeReady && cond.Status == manifests.ConditionTrue {
-				return nil
-			}
-		}
-		return fmt.Errorf("node not Ready")
-	}); err != nil {
+	defer ag.Stop()
+	if err := proc.Poll(ctx, 50*time.Millisecond, func() error { return cluster.NodeReady(ctx, c, "bench") }); err != nil {
 		return nil, fmt.Errorf("wait node: %w", err)
 	}
 	f, err := os.Open(filepath.Join(wasmDir, "sleep.wasm"))
@@ -498,7 +394,7 @@ func session(ctx context.Context, dir, wasmDir string, n int) ([]sample, error) 
 	var cpu0 [2]time.Duration
 	for i := 0; i <= n; i++ {
 		if i == 1 {
-			cpu0 = [2]time.Duration{cpuTime(cp.cmd.Process.Pid), cpuTime(ag.cmd.Process.Pid)}
+			cpu0 = [2]time.Duration{proc.CPUTime(cp.PID()), proc.CPUTime(ag.PID())}
 		}
 		name := fmt.Sprintf("lat-%d", i)
 		tr.begin(name)
@@ -511,7 +407,7 @@ func session(ctx context.Context, dir, wasmDir string, n int) ([]sample, error) 
 			return nil, fmt.Errorf("pod %s not Running after 30s", name)
 		}
 		// Let the KV watchers' deliveries of the same writes land.
-		if err := poll(ctx, time.Millisecond, func() error {
+		if err := proc.Poll(ctx, time.Millisecond, func() error {
 			tr.mu.Lock()
 			defer tr.mu.Unlock()
 			if tr.s.running == 0 || tr.s.assign == 0 || tr.s.bind == 0 {
@@ -529,7 +425,7 @@ func session(ctx context.Context, dir, wasmDir string, n int) ([]sample, error) 
 			return nil, err
 		}
 		// Wait until the agent has removed it, so samples do not overlap.
-		if err := poll(ctx, 5*time.Millisecond, func() error {
+		if err := proc.Poll(ctx, 5*time.Millisecond, func() error {
 			if _, err := c.Get(ctx, "pods", "default", name); !client.IsNotFound(err) {
 				return fmt.Errorf("pod %s still there (%v)", name, err)
 			}
@@ -554,8 +450,8 @@ func session(ctx context.Context, dir, wasmDir string, n int) ([]sample, error) 
 	_ = js.DeleteKeyValue(ctx, "latency-raw")
 	if n > 0 {
 		cpuPerPod[dir] = append(cpuPerPod[dir], [2]time.Duration{
-			(cpuTime(cp.cmd.Process.Pid) - cpu0[0]) / time.Duration(n),
-			(cpuTime(ag.cmd.Process.Pid) - cpu0[1]) / time.Duration(n)})
+			(proc.CPUTime(cp.PID()) - cpu0[0]) / time.Duration(n),
+			(proc.CPUTime(ag.PID()) - cpu0[1]) / time.Duration(n)})
 	}
 	return out, nil
 }
@@ -574,17 +470,4 @@ func podManifest(name string) json.RawMessage {
 	}
 	b, _ := json.Marshal(pod)
 	return b
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	i := (len(s)*p + 99) / 100
-	if i > 0 {
-		i--
-	}
-	return s[i].Round(10 * time.Microsecond)
 }

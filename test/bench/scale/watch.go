@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"os"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/edgeorch/edgeorch/test/bench/proc"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/edgeagent"
@@ -143,35 +140,16 @@ type procStat struct {
 	cpu      time.Duration // user + system
 }
 
+// readProc reads the memory and CPU time of pid; what it cannot read is 0.
 func readProc(pid int) procStat {
-	var s procStat
-	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		for sc.Scan() {
-			f := bytes.Fields(sc.Bytes())
-			if len(f) < 2 {
-				continue
-			}
-			kb, _ := strconv.ParseUint(string(f[1]), 10, 64)
-			switch string(f[0]) {
-			case "VmRSS:":
-				s.rss = kb << 10
-			case "VmHWM:":
-				s.hwm = kb << 10
-			}
-		}
+	return procStat{rss: bytesOf(proc.RSSKiB(pid)), hwm: bytesOf(proc.HWMKiB(pid)), cpu: proc.CPUTime(pid)}
+}
+
+// bytesOf turns a figure of package proc in KiB into bytes; one it could
+// not read (-1) is 0.
+func bytesOf(kib int) uint64 {
+	if kib < 0 {
+		return 0
 	}
-	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Fields after the command (which may hold spaces): utime is the
-		// 14th field of the line, stime the 15th.
-		if i := bytes.LastIndexByte(data, ')'); i >= 0 {
-			f := bytes.Fields(data[i+1:])
-			if len(f) > 13 {
-				ut, _ := strconv.ParseUint(string(f[11]), 10, 64)
-				st, _ := strconv.ParseUint(string(f[12]), 10, 64)
-				s.cpu = time.Duration(ut+st) * time.Second / 100 // USER_HZ
-			}
-		}
-	}
-	return s
+	return uint64(kib) << 10
 }

@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,6 +142,21 @@ func Record(name string, value float64, unit, goal string) {
 // Duration records d in milliseconds.
 func Duration(name string, d time.Duration, goal string) {
 	Record(name, float64(d)/float64(time.Millisecond), "ms", goal)
+}
+
+// Percentile is the p-th percentile (nearest rank, 0 < p <= 100) of d,
+// rounded to 10 µs; 0 for no samples. d is not changed.
+func Percentile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[i].Round(10 * time.Microsecond)
 }
 
 // MiB records a size given in KiB (as /proc reports it) in MiB.

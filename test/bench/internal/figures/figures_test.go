@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRecordAppendsAndParses(t *testing.T) {
@@ -83,5 +84,27 @@ func TestMet(t *testing.T) {
 		if met != c.met || has != c.has || (err != nil) != c.bad {
 			t.Errorf("%+v.Met() = %v, %v, %v; want %v, %v, error %v", c.f, met, has, err, c.met, c.has, c.bad)
 		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ms := time.Millisecond
+	d := []time.Duration{5 * ms, 1 * ms, 4 * ms, 2 * ms, 3 * ms}
+	for _, c := range []struct {
+		p    int
+		want time.Duration
+	}{{50, 3 * ms}, {99, 5 * ms}, {100, 5 * ms}, {1, 1 * ms}, {20, 1 * ms}, {21, 2 * ms}} {
+		if got := Percentile(d, c.p); got != c.want {
+			t.Errorf("Percentile(p%d) = %s, want %s", c.p, got, c.want)
+		}
+	}
+	if d[0] != 5*ms {
+		t.Error("Percentile sorted its argument")
+	}
+	if got := Percentile([]time.Duration{1234567}, 50); got != 1230*time.Microsecond {
+		t.Errorf("rounding: %s", got)
+	}
+	if Percentile(nil, 50) != 0 {
+		t.Error("no samples not 0")
 	}
 }
