@@ -98,6 +98,14 @@ func UpdateAccount(ns *server.Server, accountJWT string) error {
 // error instead of a connection error.
 const MaxPayload = 8 << 20
 
+// MaxClosedClients is how many closed connections the embedded server
+// remembers (with their subscriptions) for its connection monitoring
+// (connz?state=closed, which the control plane does not serve): 100
+// instead of nats-server's 10,000, which a fleet of 10,000 agents
+// reconnecting after a network cut would fill with records kept for
+// nothing.
+const MaxClosedClients = 100
+
 // readyTimeout bounds how long StartServer waits for the server to accept
 // connections.
 const readyTimeout = 10 * time.Second
@@ -124,6 +132,7 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
 		MaxPayload:             MaxPayload,
+		MaxClosedClients:       MaxClosedClients,
 		TLSConfig:              cfg.TLS,
 		TLSVerify:              cfg.TLS != nil && cfg.TLSVerify,
 	}

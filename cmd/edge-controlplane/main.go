@@ -45,6 +45,8 @@ func newCommand() *cobra.Command {
 	var logLevel, logFormat string
 	var dev bool // dev mode: no TLS (and no auth)
 	var httpAddr, httpTokenFile string
+	var memoryLimit string
+	var gcPercent int
 	var tlsFlags tlsFlags
 	cmd := &cobra.Command{
 		Use:           "edge-controlplane",
@@ -58,6 +60,11 @@ func newCommand() *cobra.Command {
 				return err
 			}
 			cfg.Logger = logger
+			mem, err := setMemory(memoryLimit, cmd.Flags().Changed("memory-limit"), gcPercent, cmd.Flags().Changed("gc-percent"))
+			if err != nil {
+				return err
+			}
+			logger.Info("Go memory", "softLimitMiB", mem.limit>>20, "limitFrom", mem.from, "gcPercent", mem.gcPercent)
 			if cfg.TLS, err = tlsFlags.options(cmd, dev, cfg.NATSURL != ""); err != nil {
 				return err
 			}
@@ -105,6 +112,10 @@ func newCommand() *cobra.Command {
 	f.StringVar(&tlsFlags.key, "tls-key", "", "private key (PEM) of --tls-cert")
 	f.StringVar(&tlsFlags.clientCA, "tls-client-ca", "", "require client certificates signed by a CA in this PEM file")
 	f.StringSliceVar(&tlsFlags.sans, "tls-san", nil, "extra DNS name or IP address of the generated server certificate (repeatable, comma-separated)")
+	f.StringVar(&memoryLimit, "memory-limit", memoryAuto,
+		"soft limit of the control plane's Go memory (as GOMEMLIMIT): auto (80% of the cgroup's memory limit, e.g. systemd MemoryMax=; none without one), 0 for none, or a quantity such as 900Mi; env GOMEMLIMIT wins over the default. The collector works harder near it; it is not a cap (docs/scale.md)")
+	f.IntVar(&gcPercent, "gc-percent", 100,
+		"Go garbage collection target: heap growth in percent between collections (as GOGC; env GOGC wins over the default); -1 turns the collector off (then only --memory-limit triggers a collection)")
 	return cmd
 }
 
