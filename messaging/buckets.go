@@ -14,7 +14,9 @@ type Buckets struct {
 	Objects     jetstream.KeyValue
 	Assignments jetstream.KeyValue
 	Leases      jetstream.KeyValue
-	Modules     jetstream.ObjectStore
+	// Leader holds the leader-election leases (BucketLeader).
+	Leader  jetstream.KeyValue
+	Modules jetstream.ObjectStore
 	// JoinTokens holds the join tokens (hashed); entries expire after
 	// MaxJoinTokenTTL plus a day.
 	JoinTokens jetstream.KeyValue
@@ -275,6 +277,9 @@ func OpenBuckets(ctx context.Context, js jetstream.JetStream, opts BucketOptions
 		return nil, fmt.Errorf("open bucket %s: %w", BucketAssignments, err)
 	}
 	if b.Leases, err = kv(BucketLeases, "node heartbeats", false); err != nil {
+		return nil, err
+	}
+	if b.Leader, err = kv(BucketLeader, "leader election", true); err != nil {
 		return nil, err
 	}
 	if b.JoinTokens, err = kv(BucketJoinTokens, "join tokens (hashed)", true, MaxJoinTokenTTL+24*time.Hour); err != nil {

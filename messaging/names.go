@@ -16,6 +16,11 @@ const (
 	BucketAssignments = "edge-assign"
 	// BucketLeases holds one heartbeat lease per node under LeaseKey.
 	BucketLeases = "edge-leases"
+	// BucketLeader holds the control planes' leader-election leases under
+	// LeaderKey: a stream of its own, because JetStream syncs each write of a
+	// stream after the previous one, and behind the ~1,000 heartbeats a
+	// second of 10,000 nodes a renewal missed its deadline.
+	BucketLeader = "edge-leader"
 	// StoreModules is the object store of pushed wasm modules (and images).
 	StoreModules = "edge-modules"
 )
@@ -140,8 +145,7 @@ func ParseAssignmentKey(key string) (node, namespace, pod string, err error) {
 func LeaseKey(node string) string { return EncodeToken(node) }
 
 // LeaderKey is the key of the leader-election lease called name in
-// BucketLeases. It has two tokens, so it never collides with a node's
-// LeaseKey (one token) and watchers of node leases skip it by watching "*".
+// BucketLeader.
 func LeaderKey(name string) string { return "leader." + EncodeToken(name) }
 
 // ClusterIPClaimKey is the key in BucketLeases that claims a Service

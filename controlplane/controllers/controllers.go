@@ -64,7 +64,7 @@ type Options struct {
 const DefaultLeaderTTL = 15 * time.Second
 
 // LeaderLease is the name of the controllers' leader lease
-// (messaging.LeaderKey(LeaderLease) in the leases bucket).
+// (messaging.LeaderKey(LeaderLease) in the leader bucket).
 const LeaderLease = "controllers"
 
 // DefaultOptions reads the defaults, with EDGE_NODE_GRACE (a Go duration,
@@ -124,7 +124,7 @@ func RunWithOptions(ctx context.Context, st *store.Store, b *messaging.Buckets, 
 		mu   sync.Mutex
 		errs []error
 	)
-	err := leader.Elect(ctx, b.Leases, messaging.LeaderKey(LeaderLease), id, ttl, leader.Callbacks{
+	err := leader.Elect(ctx, b.Leader, messaging.LeaderKey(LeaderLease), id, ttl, leader.Callbacks{
 		OnStartedLeading: func(ctx context.Context) {
 			log.InfoContext(ctx, "became leader: starting controllers")
 			if err := runControllers(ctx, st, b, opts); err != nil {

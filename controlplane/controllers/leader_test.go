@@ -83,9 +83,9 @@ func TestLeaderFailover(t *testing.T) {
 		done   chan error
 	}
 	start := func(id string) *cp {
-		c := &cp{id: id, kv: &cuttableKV{KeyValue: b.Leases}, done: make(chan error, 1)}
+		c := &cp{id: id, kv: &cuttableKV{KeyValue: b.Leader}, done: make(chan error, 1)}
 		bc := *b
-		bc.Leases = c.kv
+		bc.Leader = c.kv
 		var cctx context.Context
 		cctx, c.cancel = context.WithCancel(ctx)
 		go func() {
@@ -97,7 +97,7 @@ func TestLeaderFailover(t *testing.T) {
 	one, two := start("cp-1"), start("cp-2")
 	var first string
 	controllertest.Eventually(t, 10*time.Second, func() (err error) {
-		first, err = holder(ctx, b.Leases)
+		first, err = holder(ctx, b.Leader)
 		return err
 	})
 	scheduled := func(pod, node string) func() error {
@@ -125,7 +125,7 @@ func TestLeaderFailover(t *testing.T) {
 	lead.kv.cut.Store(true)
 	cutAt := time.Now()
 	controllertest.Eventually(t, 10*time.Second, func() error {
-		h, err := holder(ctx, b.Leases)
+		h, err := holder(ctx, b.Leader)
 		if err != nil {
 			return err
 		}
@@ -154,7 +154,7 @@ func TestLeaderFailover(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("RunWithOptions did not return")
 	}
-	if _, err := b.Leases.Get(ctx, messaging.LeaderKey(LeaderLease)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, err := b.Leader.Get(ctx, messaging.LeaderKey(LeaderLease)); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("lease after a clean stop: %v", err)
 	}
 }

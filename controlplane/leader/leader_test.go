@@ -72,8 +72,8 @@ func exactlyOne(cs ...*candidate) func() error {
 func TestOneLeaderThenFailoverOnCancel(t *testing.T) {
 	env := controllertest.Start(t)
 	ttl := time.Second
-	a := campaign(t, env.Buckets.Leases, "a", ttl)
-	b := campaign(t, env.Buckets.Leases, "b", ttl)
+	a := campaign(t, env.Buckets.Leader, "a", ttl)
+	b := campaign(t, env.Buckets.Leader, "b", ttl)
 	controllertest.Eventually(t, 5*time.Second, exactlyOne(a, b))
 	// It stays one leader over several renewals.
 	for range 20 {
@@ -99,7 +99,7 @@ func TestOneLeaderThenFailoverOnCancel(t *testing.T) {
 		return nil
 	})
 	t.Logf("takeover after %v", time.Since(stopped))
-	entry, err := env.Buckets.Leases.Get(context.Background(), messaging.LeaderKey("test"))
+	entry, err := env.Buckets.Leader.Get(context.Background(), messaging.LeaderKey("test"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,10 +152,10 @@ func (k *crashKV) Delete(ctx context.Context, key string, o ...jetstream.KVDelet
 func TestSplitLeaderStepsDownBeforeTakeover(t *testing.T) {
 	env := controllertest.Start(t)
 	ttl := 600 * time.Millisecond
-	kvA := &crashKV{KV: env.Buckets.Leases}
+	kvA := &crashKV{KV: env.Buckets.Leader}
 	a := campaign(t, kvA, "a", ttl)
 	controllertest.Eventually(t, 5*time.Second, exactlyOne(a))
-	b := campaign(t, env.Buckets.Leases, "b", ttl)
+	b := campaign(t, env.Buckets.Leader, "b", ttl)
 	controllertest.Eventually(t, 5*time.Second, func() error {
 		if s, _ := b.seen.Load().(string); s != "a" {
 			return fmt.Errorf("b sees leader %q", s)
@@ -194,7 +194,7 @@ func TestStaleLeaseOfDeadProcessIsTakenOver(t *testing.T) {
 	env := controllertest.Start(t)
 	ctx := context.Background()
 	ttl := 300 * time.Millisecond
-	if _, err := env.Buckets.Leases.Create(ctx, messaging.LeaderKey("test"), []byte(`{"holder":"ghost"}`)); err != nil {
+	if _, err := env.Buckets.Leader.Create(ctx, messaging.LeaderKey("test"), []byte(`{"holder":"ghost"}`)); err != nil {
 		t.Fatal(err)
 	}
 	var seen []string
@@ -203,7 +203,7 @@ func TestStaleLeaseOfDeadProcessIsTakenOver(t *testing.T) {
 	defer cancel()
 	started := make(chan struct{})
 	go func() {
-		_ = Elect(lctx, env.Buckets.Leases, messaging.LeaderKey("test"), "b", ttl, Callbacks{
+		_ = Elect(lctx, env.Buckets.Leader, messaging.LeaderKey("test"), "b", ttl, Callbacks{
 			OnStartedLeading: func(context.Context) { close(started) },
 			OnNewLeader:      func(id string) { mu.Lock(); seen = append(seen, id); mu.Unlock() },
 		})

@@ -42,6 +42,7 @@ var allStreams = []string{
 	messaging.KVStream(messaging.BucketObjects),
 	messaging.KVStream(messaging.BucketAssignments),
 	messaging.KVStream(messaging.BucketLeases),
+	messaging.KVStream(messaging.BucketLeader),
 	messaging.KVStream(messaging.BucketJoinTokens),
 	messaging.KVStream(messaging.BucketNodeKeys),
 	messaging.ObjectStream(messaging.StoreModules),
@@ -263,7 +264,7 @@ func replicas(ctx context.Context, t *testing.T, js jetstream.JetStream, stream 
 // controllers and holds the lease.
 func waitOneLeader(ctx context.Context, t *testing.T, js jetstream.JetStream, ls *leaders) {
 	t.Helper()
-	leases, err := js.KeyValue(ctx, messaging.BucketLeases)
+	leases, err := js.KeyValue(ctx, messaging.BucketLeader)
 	if err != nil {
 		t.Fatal(err)
 	}

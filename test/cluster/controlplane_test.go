@@ -38,7 +38,7 @@ const (
 // starts and stops leading (the moment it gives up the lease).
 func electAndRun(id string, report func(string)) func(context.Context, *store.Store, *messaging.Buckets, *nats.Conn) error {
 	return func(ctx context.Context, st *store.Store, b *messaging.Buckets, _ *nats.Conn) error {
-		return leader.Elect(ctx, b.Leases, messaging.LeaderKey(controllers.LeaderLease), id, controllers.DefaultLeaderTTL, leader.Callbacks{
+		return leader.Elect(ctx, b.Leader, messaging.LeaderKey(controllers.LeaderLease), id, controllers.DefaultLeaderTTL, leader.Callbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				report(msgLeading)
 				// Leading ends when ctx is cancelled (the lease is given up
