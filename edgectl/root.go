@@ -206,6 +206,7 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 		newConfigCmd(o),
 		newCompletionCmd(o),
 		newDiffCmd(o),
+		newCreateCmd(o),
 	)
 	registerCompletions(root, o)
 	return root, o

@@ -55,6 +55,8 @@ func tableHeaders(k manifests.Kind, o tableOptions) []string {
 		h = []string{"NAME", "ENDPOINTS", "AGE"}
 	case "Rollout":
 		h = rolloutHeaders()
+	case "CronJob":
+		h = cronJobHeaders(o.Wide)
 	default:
 		h = []string{"NAME", "AGE"}
 	}
@@ -129,6 +131,8 @@ func tableRow(obj manifests.Object, o tableOptions) []string {
 		row = []string{name, endpointsColumn(v), created}
 	case *manifests.Rollout:
 		row = rolloutRow(v, name, created)
+	case *manifests.CronJob:
+		row = cronJobRow(v, name, created, now, o.Wide)
 	default:
 		row = []string{name, created}
 	}

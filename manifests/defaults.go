@@ -40,6 +40,8 @@ func Default(obj Object) {
 		}
 	case *Deployment, *ReplicaSet, *DaemonSet, *Job:
 		defaultWorkload(o)
+	case *CronJob:
+		defaultCronJob(o)
 	case *Service:
 		defaultService(o)
 	case *Endpoints:

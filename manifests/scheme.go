@@ -31,6 +31,7 @@ var kinds = []Kind{
 	{APIVersion: "apps/v1", Kind: "ReplicaSet", Resource: "replicasets", Singular: "replicaset", ShortNames: []string{"rs"}, Namespaced: true, New: func() Object { return &ReplicaSet{} }},
 	{APIVersion: "apps/v1", Kind: "DaemonSet", Resource: "daemonsets", Singular: "daemonset", ShortNames: []string{"ds"}, Namespaced: true, New: func() Object { return &DaemonSet{} }},
 	{APIVersion: "batch/v1", Kind: "Job", Resource: "jobs", Singular: "job", Namespaced: true, New: func() Object { return &Job{} }},
+	{APIVersion: "batch/v1", Kind: "CronJob", Resource: "cronjobs", Singular: "cronjob", ShortNames: []string{"cj"}, Namespaced: true, New: func() Object { return &CronJob{} }},
 	{APIVersion: "v1", Kind: "Service", Resource: "services", Singular: "service", ShortNames: []string{"svc"}, Namespaced: true, New: func() Object { return &Service{} }},
 	{APIVersion: "v1", Kind: "Endpoints", Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"}, Namespaced: true, New: func() Object { return &Endpoints{} }},
 	{APIVersion: "edge.io/v1alpha1", Kind: "Rollout", Resource: "rollouts", Singular: "rollout", ShortNames: []string{"ro"}, Namespaced: true, New: func() Object { return &Rollout{} }},

@@ -145,6 +145,8 @@ func validate(l *errList, obj Object) {
 		validateRollout(l, o)
 	case *Deployment, *ReplicaSet, *DaemonSet, *Job:
 		validateWorkload(l, o)
+	case *CronJob:
+		validateCronJob(l, o)
 	}
 }
 

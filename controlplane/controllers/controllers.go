@@ -198,11 +198,12 @@ func runControllers(ctx context.Context, st *store.Store, b *messaging.Buckets, 
 		},
 	}
 	dsInf, jobInf := addDaemonSetAndJob(parts, st, pods, nodeInf, opts)
+	cjInf := addCronJob(parts, st, jobInf, opts)
 	svcInf, epInf, err := addServiceControllers(parts, st, b, pods, nodeInf, opts)
 	if err != nil {
 		return err
 	}
-	addWorkloadControllers(st, opts, map[string]*controller.Informer{"pods": pods, "nodes": nodeInf, "daemonsets": dsInf, "jobs": jobInf, "services": svcInf, "endpoints": epInf}, parts)
+	addWorkloadControllers(st, opts, map[string]*controller.Informer{"pods": pods, "nodes": nodeInf, "daemonsets": dsInf, "jobs": jobInf, "cronjobs": cjInf, "services": svcInf, "endpoints": epInf}, parts)
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
