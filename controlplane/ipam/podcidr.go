@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/edgeorch/edgeorch/messaging"
@@ -22,6 +23,14 @@ type PodCIDRs struct {
 	c       claims
 	cluster netip.Prefix
 	bits    int
+	// next is the index of the subnet after the last one allocated: the
+	// next scan starts there (and wraps), so an allocation does not walk
+	// every claimed subnet from the first. Each claim is a round trip to
+	// the leases bucket, which 10,000 nodes' heartbeats keep busy; claims
+	// of nodes whose Node does not show them yet (or left by a timed-out
+	// attempt) made every scan from the first subnet outlast its deadline.
+	mu   sync.Mutex
+	next uint32
 }
 
 // NewPodCIDRs returns an allocator of /maskSize subnets of cluster, with
@@ -40,7 +49,8 @@ func NewPodCIDRs(kv KV, cluster string, maskSize int) (*PodCIDRs, error) {
 // Cluster returns the cluster CIDR.
 func (a *PodCIDRs) Cluster() netip.Prefix { return a.cluster }
 
-// Allocate claims the first subnet that is neither in used (the pod CIDRs
+// Allocate claims the next subnet (from the one after the last allocated,
+// wrapping) that is neither in used (the pod CIDRs
 // of the known nodes) nor claimed by another node, for node. holds
 // reports whether a node holds a CIDR now (it exists and has it); a stale
 // claim of a node that does not is taken over.
@@ -49,7 +59,11 @@ func (a *PodCIDRs) Allocate(ctx context.Context, node string, used map[string]bo
 	b := a.cluster.Addr().As4()
 	base := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 	count := uint32(1) << (a.bits - a.cluster.Bits())
-	for i := range count {
+	a.mu.Lock()
+	start := a.next
+	a.mu.Unlock()
+	for n := range count {
+		i := (start + n) % count
 		v := base + i*step
 		cidr := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), a.bits).String()
 		if used[cidr] {
@@ -62,6 +76,9 @@ func (a *PodCIDRs) Allocate(ctx context.Context, node string, used map[string]bo
 			return "", err
 		}
 		if ok {
+			a.mu.Lock()
+			a.next = (i + 1) % count
+			a.mu.Unlock()
 			return cidr, nil
 		}
 	}
