@@ -15,7 +15,9 @@ type Buckets struct {
 	Assignments jetstream.KeyValue
 	Leases      jetstream.KeyValue
 	// Leader holds the leader-election leases (BucketLeader).
-	Leader  jetstream.KeyValue
+	Leader jetstream.KeyValue
+	// Claims holds the pod CIDR claims (BucketClaims).
+	Claims  jetstream.KeyValue
 	Modules jetstream.ObjectStore
 	// JoinTokens holds the join tokens (hashed); entries expire after
 	// MaxJoinTokenTTL plus a day.
@@ -280,6 +282,9 @@ func OpenBuckets(ctx context.Context, js jetstream.JetStream, opts BucketOptions
 		return nil, err
 	}
 	if b.Leader, err = kv(BucketLeader, "leader election", true); err != nil {
+		return nil, err
+	}
+	if b.Claims, err = kv(BucketClaims, "pod CIDR claims", true); err != nil {
 		return nil, err
 	}
 	if b.JoinTokens, err = kv(BucketJoinTokens, "join tokens (hashed)", true, MaxJoinTokenTTL+24*time.Hour); err != nil {

@@ -21,6 +21,10 @@ const (
 	// stream after the previous one, and behind the ~1,000 heartbeats a
 	// second of 10,000 nodes a renewal missed its deadline.
 	BucketLeader = "edge-leader"
+	// BucketClaims holds the claims on node pod CIDRs (PodCIDRClaimKey):
+	// out of BucketLeases for the same reason as BucketLeader; at 10,000
+	// nodes a claim waited more than its sync's 10 s behind heartbeats.
+	BucketClaims = "edge-claims"
 	// StoreModules is the object store of pushed wasm modules (and images).
 	StoreModules = "edge-modules"
 )
@@ -156,7 +160,7 @@ func ClusterIPClaimKey(ip string) string { return "svcip." + EncodeToken(ip) }
 // node port.
 func NodePortClaimKey(port int32) string { return fmt.Sprintf("nodeport.%d", port) }
 
-// PodCIDRClaimKey is the key in BucketLeases that claims a node's pod
+// PodCIDRClaimKey is the key in BucketClaims that claims a node's pod
 // CIDR (e.g. 10.244.3.0/24).
 func PodCIDRClaimKey(cidr string) string {
 	return "podcidr." + strings.NewReplacer(".", "_", "/", "-").Replace(cidr)

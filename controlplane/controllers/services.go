@@ -23,7 +23,7 @@ func addServiceControllers(parts map[string]func(context.Context) error, st *sto
 	if mask == 0 {
 		mask = ipam.DefaultNodeMaskSize
 	}
-	alloc, err := ipam.NewPodCIDRs(b.Leases, cidr, mask)
+	alloc, err := ipam.NewPodCIDRs(b.Claims, cidr, mask)
 	if err != nil {
 		return nil, nil, err
 	}

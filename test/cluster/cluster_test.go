@@ -43,6 +43,7 @@ var allStreams = []string{
 	messaging.KVStream(messaging.BucketAssignments),
 	messaging.KVStream(messaging.BucketLeases),
 	messaging.KVStream(messaging.BucketLeader),
+	messaging.KVStream(messaging.BucketClaims),
 	messaging.KVStream(messaging.BucketJoinTokens),
 	messaging.KVStream(messaging.BucketNodeKeys),
 	messaging.ObjectStream(messaging.StoreModules),
