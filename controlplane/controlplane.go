@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeorch/edgeorch/controlplane/admission"
 	"github.com/edgeorch/edgeorch/controlplane/api"
 	"github.com/edgeorch/edgeorch/controlplane/dashboard"
 	"github.com/edgeorch/edgeorch/controlplane/ipam"
@@ -190,6 +191,8 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 		return err
 	}
 	st := store.New(b.Objects, store.WithKeyring(keyring))
+	// LimitRange and ResourceQuota, for the API and controllers alike (docs/quotas.md).
+	st.SetAdmitter(admission.New(st, log))
 	serviceCIDR := cfg.ServiceCIDR
 	if serviceCIDR == "" {
 		serviceCIDR = ipam.DefaultServiceCIDR

@@ -212,6 +212,8 @@ func toSnapshot(svcs map[string]*manifests.Service, eps map[string]*manifests.En
 	var names []dns.Service
 	for _, sv := range svcs {
 		if sv.Spec.Type == manifests.ServiceTypeExternalName {
+			// No proxying: the DNS server answers the name with a CNAME.
+			names = append(names, dns.Service{Namespace: sv.Namespace, Name: sv.Name, ExternalName: sv.Spec.ExternalName})
 			continue
 		}
 		ps := proxy.Service{Namespace: sv.Namespace, Name: sv.Name, Type: proxy.TypeClusterIP, ClusterIP: sv.Spec.ClusterIP}

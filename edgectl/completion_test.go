@@ -39,7 +39,7 @@ func completions(t *testing.T, args ...string) ([]string, string) {
 func TestCompletionKindsOffline(t *testing.T) {
 	down := closedURL(t)
 	got, dir := completions(t, "--server", down, "get", "")
-	want := "configmaps cronjobs daemonsets deployments endpoints events jobs namespaces nodes pods replicasets rollouts secrets services"
+	want := "configmaps cronjobs daemonsets deployments endpoints events jobs limitranges namespaces nodes pods replicasets resourcequotas rollouts secrets services"
 	if strings.Join(got, " ") != want || dir != ":4" {
 		t.Errorf("get kinds: %q %s, want %q :4 (no file completion)", got, dir, want)
 	}

@@ -195,6 +195,7 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 		newExecCmd(o),
 		newWaitCmd(o),
 		newLabelCmd(o),
+		newAnnotateCmd(o),
 		newPushCmd(o),
 		newVersionCmd(o),
 		newRolloutCmd(o),

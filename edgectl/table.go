@@ -57,6 +57,10 @@ func tableHeaders(k manifests.Kind, o tableOptions) []string {
 		h = rolloutHeaders()
 	case "CronJob":
 		h = cronJobHeaders(o.Wide)
+	case "ResourceQuota":
+		h = quotaHeaders()
+	case "LimitRange":
+		h = limitRangeHeaders()
 	default:
 		h = []string{"NAME", "AGE"}
 	}
@@ -133,6 +137,10 @@ func tableRow(obj manifests.Object, o tableOptions) []string {
 		row = rolloutRow(v, name, created)
 	case *manifests.CronJob:
 		row = cronJobRow(v, name, created, now, o.Wide)
+	case *manifests.ResourceQuota:
+		row = quotaRow(v, name, created)
+	case *manifests.LimitRange:
+		row = limitRangeRow(v, name)
 	default:
 		row = []string{name, created}
 	}

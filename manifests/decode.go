@@ -386,7 +386,11 @@ func (w *walker) decodeObject(n *yaml.Node, apiVersion, kind string) (Object, Fi
 	}
 	k, ok := lookupKind(kind)
 	if !ok {
-		w.errorf("kind", "unsupported kind %q (supported: %s)", kind, strings.Join(kindNames(), ", "))
+		hint := ""
+		if k, err := KindForResource(kind); err == nil { // "deployment", "svc"
+			hint = fmt.Sprintf(" (did you mean %s, apiVersion %s?)", k.Kind, k.APIVersion)
+		}
+		w.errorf("kind", "%s (%s) is not supported%s; supported kinds: %s (see docs/kinds.md)", kind, apiVersion, hint, strings.Join(kindNames(), ", "))
 		return nil, w.errs
 	}
 	if k.APIVersion != apiVersion {

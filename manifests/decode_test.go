@@ -40,7 +40,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"missing both", "metadata: {name: p}\n",
 			`document 1: apiVersion: required; kind: required`},
 		{"unsupported kind", "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: d}\n",
-			`document 1 (StatefulSet "d"): kind: unsupported kind "StatefulSet" (supported: ConfigMap, CronJob, DaemonSet, Deployment, Endpoints, Event, Job, Namespace, Node, Pod, ReplicaSet, Rollout, Secret, Service)`},
+			`document 1 (StatefulSet "d"): kind: StatefulSet (apps/v1) is not supported; supported kinds: ConfigMap, CronJob, DaemonSet, Deployment, Endpoints, Event, Job, LimitRange, Namespace, Node, Pod, ReplicaSet, ResourceQuota, Rollout, Secret, Service (see docs/kinds.md)`},
 		{"wrong apiVersion", "apiVersion: apps/v1\nkind: Pod\nmetadata: {name: d}\n",
 			`document 1 (Pod "d"): apiVersion: "apps/v1" is not supported for kind Pod (use "v1")`},
 		{"second document", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b, labelz: {}}\n",

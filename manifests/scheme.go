@@ -34,6 +34,8 @@ var kinds = []Kind{
 	{APIVersion: "batch/v1", Kind: "CronJob", Resource: "cronjobs", Singular: "cronjob", ShortNames: []string{"cj"}, Namespaced: true, New: func() Object { return &CronJob{} }},
 	{APIVersion: "v1", Kind: "Service", Resource: "services", Singular: "service", ShortNames: []string{"svc"}, Namespaced: true, New: func() Object { return &Service{} }},
 	{APIVersion: "v1", Kind: "Endpoints", Resource: "endpoints", Singular: "endpoints", ShortNames: []string{"ep"}, Namespaced: true, New: func() Object { return &Endpoints{} }},
+	{APIVersion: "v1", Kind: "ResourceQuota", Resource: "resourcequotas", Singular: "resourcequota", ShortNames: []string{"quota"}, Namespaced: true, New: func() Object { return &ResourceQuota{} }},
+	{APIVersion: "v1", Kind: "LimitRange", Resource: "limitranges", Singular: "limitrange", ShortNames: []string{"limits"}, Namespaced: true, New: func() Object { return &LimitRange{} }},
 	{APIVersion: "edge.io/v1alpha1", Kind: "Rollout", Resource: "rollouts", Singular: "rollout", ShortNames: []string{"ro"}, Namespaced: true, New: func() Object { return &Rollout{} }},
 }
 

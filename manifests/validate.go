@@ -143,6 +143,10 @@ func validate(l *errList, obj Object) {
 		validateEvent(l, o)
 	case *Rollout:
 		validateRollout(l, o)
+	case *ResourceQuota:
+		validateResourceQuota(l, o)
+	case *LimitRange:
+		validateLimitRange(l, o)
 	case *Deployment, *ReplicaSet, *DaemonSet, *Job:
 		validateWorkload(l, o)
 	case *CronJob:

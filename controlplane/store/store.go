@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
@@ -23,7 +24,8 @@ import (
 type Store struct {
 	kv  jetstream.KeyValue
 	now func() time.Time
-	kr  *Keyring // encrypts Secrets at rest when set (secrets.go)
+	kr  *Keyring                 // encrypts Secrets at rest when set (secrets.go)
+	adm atomic.Pointer[Admitter] // admission.go
 }
 
 // New returns a store over kv, the edge-objects bucket.
@@ -207,20 +209,38 @@ func (s *Store) create(ctx context.Context, obj manifests.Object) (manifests.Obj
 	meta.CreationTimestamp = s.now()
 	meta.Generation = 1
 	meta.ResourceVersion = ""
-	key := messaging.ObjectKey(k.Resource, ns, meta.Name)
-	data, err := s.encode(key, obj)
-	if err != nil {
-		return nil, err
+	var undo func(context.Context)
+	if adm := s.admitter(); adm != nil {
+		if undo, err = adm.AdmitCreate(ctx, obj); err != nil {
+			return nil, err
+		}
 	}
-	rev, err := s.kv.Create(ctx, key, data)
+	key := messaging.ObjectKey(k.Resource, ns, meta.Name)
+	rev, err := s.put(ctx, key, obj)
 	if err != nil {
+		if undo != nil {
+			undo(context.WithoutCancel(ctx))
+		}
 		if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err) {
 			return nil, client.Errorf(client.CodeExists, "%s %q already exists", k.Resource, meta.Name)
 		}
-		return nil, fmt.Errorf("create %s: %w", key, err)
+		return nil, err
 	}
 	meta.ResourceVersion = strconv.FormatUint(rev, 10)
 	return obj, nil
+}
+
+// put encodes obj and creates its key.
+func (s *Store) put(ctx context.Context, key string, obj manifests.Object) (uint64, error) {
+	data, err := s.encode(key, obj)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.kv.Create(ctx, key, data)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !isWrongLastSequence(err) {
+		return 0, fmt.Errorf("create %s: %w", key, err)
+	}
+	return rev, err
 }
 
 // Update replaces an object if obj's metadata.resourceVersion is the stored
@@ -281,6 +301,9 @@ func (s *Store) Update(ctx context.Context, obj manifests.Object) (manifests.Obj
 		return nil, fmt.Errorf("update %s: %w", key, err)
 	}
 	meta.ResourceVersion = strconv.FormatUint(newRev, 10)
+	if adm := s.admitter(); adm != nil {
+		adm.Updated(ctx, cur, obj)
+	}
 	return obj, nil
 }
 
@@ -360,6 +383,9 @@ func (s *Store) Delete(ctx context.Context, resource, namespace, name string, re
 		}
 		err = s.kv.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 		if err == nil {
+			if adm := s.admitter(); adm != nil {
+				adm.Deleted(ctx, obj)
+			}
 			return obj, nil
 		}
 		if !isWrongLastSequence(err) {

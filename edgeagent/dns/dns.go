@@ -2,7 +2,10 @@
 // Services (svc, svc.ns, svc.ns.svc and svc.ns.svc.<domain>), the ClusterIP
 // or, for headless Services, the ready endpoint IPs. Names under the cluster
 // domain that do not exist get NXDOMAIN; any other name is REFUSED (there
-// is no upstream forwarding).
+// is no upstream forwarding). An ExternalName Service is answered with a
+// CNAME to its external name, followed, when that name is itself under the
+// cluster domain, by the target's records; an outside target gets the CNAME
+// only (the agent never queries outside the cluster).
 package dns
 
 import (
@@ -26,6 +29,15 @@ type Service struct {
 	Namespace, Name string
 	// IPs are the ClusterIP, or the ready endpoint IPs of a headless service.
 	IPs []netip.Addr
+	// ExternalName, when set, makes the name an alias (CNAME) of this DNS
+	// name; IPs are then ignored.
+	ExternalName string
+}
+
+// entry is what one service name resolves to: addresses, or an alias.
+type entry struct {
+	ips   []netip.Addr
+	cname string // lower case, no trailing dot
 }
 
 // Config configures a Server. Zero fields get defaults.
@@ -44,7 +56,7 @@ type Config struct {
 type Server struct {
 	cfg   Config
 	log   *slog.Logger
-	names atomic.Pointer[map[string][]netip.Addr] // by "name.namespace"
+	names atomic.Pointer[map[string]entry] // by "name.namespace"
 }
 
 // New returns a Server with no services.
@@ -66,18 +78,26 @@ func New(cfg Config) *Server {
 
 // Update replaces the services.
 func (s *Server) Update(svcs []Service) {
-	m := make(map[string][]netip.Addr, len(svcs))
+	m := make(map[string]entry, len(svcs))
 	for _, sv := range svcs {
-		m[strings.ToLower(sv.Name+"."+sv.Namespace)] = append([]netip.Addr(nil), sv.IPs...)
+		e := entry{ips: append([]netip.Addr(nil), sv.IPs...)}
+		if sv.ExternalName != "" {
+			e = entry{cname: strings.ToLower(strings.TrimSuffix(sv.ExternalName, "."))}
+		}
+		m[strings.ToLower(sv.Name+"."+sv.Namespace)] = e
 	}
 	s.names.Store(&m)
 }
 
 // DNS constants.
 const (
-	typeA    = 1
-	typeAAAA = 28
-	classIN  = 1
+	typeA     = 1
+	typeCNAME = 5
+	typeAAAA  = 28
+	classIN   = 1
+
+	// maxCNAMEChain bounds how many in-cluster aliases are followed.
+	maxCNAMEChain = 8
 
 	rcodeOK       = 0
 	rcodeFormErr  = 1
@@ -90,12 +110,12 @@ const (
 
 // resolve maps a query name to its addresses; rcode is non-zero when there
 // is no such name. auth tells whether the name is in the cluster domain.
-func (s *Server) resolve(name string, client netip.Addr) (ips []netip.Addr, rcode int, auth bool) {
+func (s *Server) resolve(name string, client netip.Addr) (ips entry, rcode int, auth bool) {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	names := *s.names.Load()
-	lookup := func(svc, ns string) ([]netip.Addr, bool) {
-		ips, ok := names[svc+"."+ns]
-		return ips, ok
+	lookup := func(svc, ns string) (entry, bool) {
+		e, ok := names[svc+"."+ns]
+		return e, ok
 	}
 	if name == s.cfg.Domain || strings.HasSuffix(name, "."+s.cfg.Domain) {
 		rest := strings.TrimSuffix(strings.TrimSuffix(name, s.cfg.Domain), ".")
@@ -105,7 +125,7 @@ func (s *Server) resolve(name string, client netip.Addr) (ips []netip.Addr, rcod
 				return ips, rcodeOK, true
 			}
 		}
-		return nil, rcodeNXDomain, true
+		return entry{}, rcodeNXDomain, true
 	}
 	l := strings.Split(name, ".")
 	switch {
@@ -113,7 +133,7 @@ func (s *Server) resolve(name string, client netip.Addr) (ips []netip.Addr, rcod
 		if ips, ok := lookup(l[0], l[1]); ok {
 			return ips, rcodeOK, true
 		}
-		return nil, rcodeNXDomain, true
+		return entry{}, rcodeNXDomain, true
 	case len(l) == 2:
 		if ips, ok := lookup(l[0], l[1]); ok {
 			return ips, rcodeOK, true
@@ -130,7 +150,25 @@ func (s *Server) resolve(name string, client netip.Addr) (ips []netip.Addr, rcod
 			return ips, rcodeOK, true
 		}
 	}
-	return nil, rcodeRefused, false
+	return entry{}, rcodeRefused, false
+}
+
+// inDomain reports whether name (lower case, no trailing dot) is under the
+// cluster domain.
+func (s *Server) inDomain(name string) bool {
+	return strings.HasSuffix(name, "."+s.cfg.Domain)
+}
+
+// appendName appends name (no trailing dot) in wire format, uncompressed.
+func appendName(b []byte, name string) []byte {
+	for l := range strings.SplitSeq(name, ".") {
+		if l == "" {
+			continue
+		}
+		b = append(b, byte(len(l)))
+		b = append(b, l...)
+	}
+	return append(b, 0)
 }
 
 var errFormat = errors.New("malformed dns message")
@@ -206,7 +244,7 @@ func (s *Server) Answer(msg []byte, client netip.Addr, limit int) []byte {
 		return resp
 	}
 	resp = append(resp, msg[12:end]...)
-	ips, rcode, auth := s.resolve(name, client)
+	e, rcode, auth := s.resolve(name, client)
 	if rcode != rcodeOK || qclass != classIN {
 		if qclass != classIN && rcode == rcodeOK {
 			rcode = rcodeRefused
@@ -216,7 +254,40 @@ func (s *Server) Answer(msg []byte, client netip.Addr, limit int) []byte {
 	}
 	ttl := uint32(s.cfg.TTL / time.Second)
 	an, tc := 0, false
-	for _, ip := range ips {
+	owner := uint16(12) // offset of the name the next records are for
+	rr := func(rtype uint16, rdata []byte) bool {
+		if limit > 0 && len(resp)+12+len(rdata) > limit {
+			tc = true
+			return false
+		}
+		resp = append(resp, 0xc0|byte(owner>>8), byte(owner))
+		resp = binary.BigEndian.AppendUint16(resp, rtype)
+		resp = binary.BigEndian.AppendUint16(resp, classIN)
+		resp = binary.BigEndian.AppendUint32(resp, ttl)
+		resp = binary.BigEndian.AppendUint16(resp, uint16(len(rdata)))
+		resp = append(resp, rdata...)
+		an++
+		return true
+	}
+	// An alias: the CNAME, then, for a target inside the cluster, what
+	// the target resolves to (as a recursive server would); an outside
+	// target is left to the client, and this server does not forward.
+	for hops := 0; e.cname != ""; hops++ {
+		target := e.cname
+		start := len(resp) + 12 // where the target's name lands
+		if !rr(typeCNAME, appendName(nil, target)) || qtype == typeCNAME || hops == maxCNAMEChain || !s.inDomain(target) || start > 0x3fff {
+			e = entry{}
+			break
+		}
+		owner = uint16(start)
+		next, rc, _ := s.resolve(target, client)
+		if rc != rcodeOK {
+			e = entry{}
+			break
+		}
+		e = next
+	}
+	for _, ip := range e.ips {
 		ip = ip.Unmap()
 		var rtype uint16
 		switch {
@@ -227,18 +298,9 @@ func (s *Server) Answer(msg []byte, client netip.Addr, limit int) []byte {
 		default:
 			continue
 		}
-		rdata := ip.AsSlice()
-		if limit > 0 && len(resp)+12+len(rdata) > limit {
-			tc = true
+		if !rr(rtype, ip.AsSlice()) {
 			break
 		}
-		resp = append(resp, 0xc0, 12) // the question's name
-		resp = binary.BigEndian.AppendUint16(resp, rtype)
-		resp = binary.BigEndian.AppendUint16(resp, classIN)
-		resp = binary.BigEndian.AppendUint32(resp, ttl)
-		resp = binary.BigEndian.AppendUint16(resp, uint16(len(rdata)))
-		resp = append(resp, rdata...)
-		an++
 	}
 	hdr(rcodeOK, true, 1, an, tc)
 	return resp

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -182,5 +183,125 @@ func TestAnswerRaw(t *testing.T) {
 	resp := s.Answer(query(1, "web.default", typeA), client, 512)
 	if got := fmt.Sprint(resp[len(resp)-4:]); got != "[10 96 0 10]" {
 		t.Errorf("rdata = %s", got)
+	}
+}
+
+// tcpResolver returns a resolver for the same server that only uses TCP.
+func tcpResolver(r *net.Resolver) *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return r.Dial(ctx, "tcp", addr)
+	}}
+}
+
+func TestExternalName(t *testing.T) {
+	svcs := []Service{
+		{Namespace: "default", Name: "web", IPs: ips("10.96.0.10")},
+		{Namespace: "default", Name: "ext", ExternalName: "Example.COM."},
+		{Namespace: "default", Name: "alias", ExternalName: "web.default.svc.cluster.local"},
+		{Namespace: "default", Name: "alias2", ExternalName: "alias.default.svc.cluster.local"},
+		{Namespace: "default", Name: "loop1", ExternalName: "loop2.default.svc.cluster.local"},
+		{Namespace: "default", Name: "loop2", ExternalName: "loop1.default.svc.cluster.local"},
+		{Namespace: "default", Name: "dangling", ExternalName: "gone.default.svc.cluster.local"},
+	}
+	_, udp := startServer(t, svcs, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for proto, r := range map[string]*net.Resolver{"udp": udp, "tcp": tcpResolver(udp)} {
+		for _, tc := range []struct{ name, cname string }{
+			{"ext.default.svc.cluster.local.", "example.com."},
+			{"ext.", "example.com."},
+			{"alias.default.svc.cluster.local.", "web.default.svc.cluster.local."},
+			// A chain: Go's resolver reports the first CNAME it reads, from
+			// the A or the CNAME answer, whichever arrives first.
+			{"alias2.default.svc.cluster.local.", "alias.default.svc.cluster.local.|web.default.svc.cluster.local."},
+		} {
+			got, err := r.LookupCNAME(ctx, tc.name)
+			if err != nil || !slices.Contains(strings.Split(tc.cname, "|"), got) {
+				t.Errorf("%s: LookupCNAME(%s) = %q, %v; want %q", proto, tc.name, got, err, tc.cname)
+			}
+		}
+		// An in-cluster target is followed: the A record comes with the CNAME.
+		for _, name := range []string{"alias.default.svc.cluster.local.", "alias2.default.svc.cluster.local."} {
+			got, err := r.LookupHost(ctx, name)
+			if err != nil || !slices.Equal(got, []string{"10.96.0.10"}) {
+				t.Errorf("%s: LookupHost(%s) = %v, %v; want [10.96.0.10]", proto, name, got, err)
+			}
+		}
+		// An outside target gets the CNAME only (no upstream), a loop or a
+		// dangling alias no address: each ends with an error, not a hang.
+		for _, name := range []string{"ext.default.svc.cluster.local.", "loop1.default.svc.cluster.local.", "dangling.default.svc.cluster.local."} {
+			if got, err := r.LookupHost(ctx, name); err == nil {
+				t.Errorf("%s: LookupHost(%s) = %v, want an error", proto, name, got)
+			}
+		}
+	}
+}
+
+func TestExternalNameRaw(t *testing.T) {
+	s := New(Config{})
+	s.Update([]Service{
+		{Namespace: "default", Name: "web", IPs: ips("10.96.0.10")},
+		{Namespace: "default", Name: "alias", ExternalName: "web.default.svc.cluster.local"},
+		{Namespace: "default", Name: "ext", ExternalName: "db.example.com"},
+	})
+	parse := func(resp []byte) (rcode int, types []uint16) {
+		t.Helper()
+		_, _, _, off, err := parseQuestion(resp)
+		if err != nil {
+			t.Fatalf("question: %v", err)
+		}
+		// skipName skips a (possibly compressed) name starting at o.
+		skipName := func(o int) int {
+			for o < len(resp) {
+				switch n := int(resp[o]); {
+				case n == 0:
+					return o + 1
+				case n&0xc0 == 0xc0:
+					return o + 2
+				default:
+					o += 1 + n
+				}
+			}
+			t.Fatalf("name runs past the message")
+			return 0
+		}
+		for range int(binary.BigEndian.Uint16(resp[6:8])) {
+			off = skipName(off)
+			if off+10 > len(resp) {
+				t.Fatalf("short record")
+			}
+			rtype := binary.BigEndian.Uint16(resp[off:])
+			rdlen := int(binary.BigEndian.Uint16(resp[off+8:]))
+			off += 10
+			if off+rdlen > len(resp) {
+				t.Fatalf("short rdata")
+			}
+			if rtype == typeCNAME && skipName(off) != off+rdlen {
+				t.Fatalf("CNAME rdata is not one name")
+			}
+			types = append(types, rtype)
+			off += rdlen
+		}
+		if off != len(resp) {
+			t.Fatalf("%d trailing bytes", len(resp)-off)
+		}
+		return int(binary.BigEndian.Uint16(resp[2:4]) & 0xf), types
+	}
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		want  []uint16
+	}{
+		{"ext.default.svc.cluster.local", typeA, []uint16{typeCNAME}},
+		{"ext.default.svc.cluster.local", typeAAAA, []uint16{typeCNAME}},
+		{"ext.default.svc.cluster.local", typeCNAME, []uint16{typeCNAME}},
+		{"alias.default.svc.cluster.local", typeA, []uint16{typeCNAME, typeA}},
+		{"alias.default.svc.cluster.local", typeCNAME, []uint16{typeCNAME}},
+		{"alias.default.svc.cluster.local", typeAAAA, []uint16{typeCNAME}},
+	} {
+		rcode, types := parse(s.Answer(query(7, tc.name, tc.qtype), netip.Addr{}, maxUDP))
+		if rcode != rcodeOK || !slices.Equal(types, tc.want) {
+			t.Errorf("%s type %d: rcode %d, answers %v; want 0, %v", tc.name, tc.qtype, rcode, types, tc.want)
+		}
 	}
 }
