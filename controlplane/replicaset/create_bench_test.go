@@ -2,45 +2,23 @@ package replicaset_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/edgeorch/edgeorch/controlplane/controller"
+	"github.com/edgeorch/edgeorch/controlplane/controller/controllertest"
 	"github.com/edgeorch/edgeorch/controlplane/events"
 	"github.com/edgeorch/edgeorch/controlplane/replicaset"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
-	"github.com/edgeorch/edgeorch/messaging"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/edgeorch/edgeorch/messaging/natstest"
 )
 
 // syncedStore starts a NATS server whose JetStream fsyncs every write
 // (the control plane's default) with the buckets on disk, and returns a
 // store over them.
 func syncedStore(b *testing.B) *store.Store {
-	b.Helper()
-	srv, err := messaging.StartServer(messaging.ServerConfig{DataDir: b.TempDir(), Port: -1, SyncAlways: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	nc, err := messaging.Connect(ctx, srv.ClientURL(), "replicaset-bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bk, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return store.New(bk.Objects)
+	return store.New(natstest.StartSynced(b, "replicaset-bench").Buckets.Objects)
 }
 
 // BenchmarkCreate1000 measures the ReplicaSet controller creating 1,000
@@ -50,7 +28,7 @@ func syncedStore(b *testing.B) *store.Store {
 // the pod cache holds every pod.
 func BenchmarkCreate1000(b *testing.B) {
 	const n = 1000
-	quietLogs(b)
+	controllertest.QuietLogs(b)
 	for range b.N {
 		b.StopTimer()
 		st := syncedStore(b)
@@ -103,13 +81,4 @@ func BenchmarkCreate1000(b *testing.B) {
 		cancel()
 		b.StartTimer()
 	}
-}
-
-// quietLogs discards slog output for the benchmark: a warning written while
-// `go test -bench` has printed a benchmark's name but not its figures splits
-// the result line that make bench reads.
-func quietLogs(b *testing.B) {
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.DiscardHandler))
-	b.Cleanup(func() { slog.SetDefault(prev) })
 }

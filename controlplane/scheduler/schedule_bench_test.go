@@ -3,7 +3,6 @@ package scheduler
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,8 +12,7 @@ import (
 	"github.com/edgeorch/edgeorch/controlplane/events"
 	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
-	"github.com/edgeorch/edgeorch/messaging"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/edgeorch/edgeorch/messaging/natstest"
 )
 
 // BenchmarkSchedule places one pod among 1,000 nodes running 10 pods each.
@@ -98,32 +96,11 @@ func benchBind(b *testing.B, nNodes, nPods int, checkSpread bool) {
 // syncedStore starts a NATS server whose JetStream syncs every write to
 // disk and returns a store over its objects bucket, on disk.
 func syncedStore(b *testing.B) *store.Store {
-	b.Helper()
-	srv, err := messaging.StartServer(messaging.ServerConfig{DataDir: b.TempDir(), Port: -1, SyncAlways: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	nc, err := messaging.Connect(ctx, srv.ClientURL(), "scheduler-bench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bk, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return store.New(bk.Objects)
+	return store.New(natstest.StartSynced(b, "scheduler-bench").Buckets.Objects)
 }
 
 func benchBindOn(b *testing.B, newStore func(*testing.B) *store.Store, nNodes, nPods int, checkSpread, withEvents bool) {
-	quietLogs(b)
+	controllertest.QuietLogs(b)
 	for range b.N {
 		b.StopTimer()
 		st := newStore(b)
@@ -210,13 +187,4 @@ func benchBindOn(b *testing.B, newStore func(*testing.B) *store.Store, nNodes, n
 		cancel()
 		b.StartTimer()
 	}
-}
-
-// quietLogs discards slog output for the benchmark: a warning written while
-// `go test -bench` has printed a benchmark's name but not its figures splits
-// the result line that make bench reads.
-func quietLogs(b *testing.B) {
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.DiscardHandler))
-	b.Cleanup(func() { slog.SetDefault(prev) })
 }

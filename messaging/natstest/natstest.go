@@ -27,7 +27,19 @@ type Env struct {
 // Start starts the server and connects as name.
 func Start(t testing.TB, name string) *Env {
 	t.Helper()
-	ns, err := messaging.StartServer(messaging.ServerConfig{DataDir: t.TempDir(), Port: -1})
+	return start(t, name, false)
+}
+
+// StartSynced is Start with JetStream syncing every write to disk, as the
+// control plane runs by default (for benchmarks of the write path).
+func StartSynced(t testing.TB, name string) *Env {
+	t.Helper()
+	return start(t, name, true)
+}
+
+func start(t testing.TB, name string, syncAlways bool) *Env {
+	t.Helper()
+	ns, err := messaging.StartServer(messaging.ServerConfig{DataDir: t.TempDir(), Port: -1, SyncAlways: syncAlways})
 	if err != nil {
 		t.Fatal(err)
 	}

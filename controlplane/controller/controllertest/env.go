@@ -4,6 +4,7 @@ package controllertest
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -66,4 +67,13 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 		}
 		<-tick.C
 	}
+}
+
+// QuietLogs discards slog output until the test or benchmark ends: a
+// warning written while `go test -bench` has printed a benchmark's name but
+// not its figures splits the result line that make bench reads.
+func QuietLogs(t testing.TB) {
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	t.Cleanup(func() { slog.SetDefault(prev) })
 }
