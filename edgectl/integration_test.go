@@ -402,6 +402,7 @@ func TestIntegration(t *testing.T) {
 	})
 }
 
+// syncBuffer is a bytes.Buffer read while edgectl writes to it.
 type syncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

@@ -35,24 +35,6 @@ func TestLineWriter(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer read while edgectl writes to it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 const helloPod = `apiVersion: v1
 kind: Pod
 metadata:
@@ -146,7 +128,7 @@ func TestLogsSelector(t *testing.T) {
 	// With -f: both streams at once, whole lines, until interrupted.
 	start, _ := linesByPod(once, nodeOf)
 	fctx, stop := context.WithCancel(ctx)
-	var out, errOut lockedBuffer
+	var out, errOut syncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- Run(fctx, []string{"--server", c.URL, "logs", "-f", "-l", "app=hello"}, IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
@@ -203,7 +185,7 @@ func TestLogsSelector(t *testing.T) {
 	// Following: the failure is reported while the other stream goes on.
 	fctx, stop = context.WithCancel(ctx)
 	defer stop()
-	var out2, errOut2 lockedBuffer
+	var out2, errOut2 syncBuffer
 	go func() {
 		code <- Run(fctx, []string{"--server", c.URL, "logs", "-f", "-l", "app=hello"}, IOStreams{In: strings.NewReader(""), Out: &out2, ErrOut: &errOut2})
 	}()
