@@ -17,13 +17,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/nats-io/nats.go"
 
 	"github.com/edgeorch/edgeorch/client"
-	"github.com/edgeorch/edgeorch/controlplane"
-	"github.com/edgeorch/edgeorch/controlplane/controllers"
-	"github.com/edgeorch/edgeorch/controlplane/dashboard"
-	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/edgeagent"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
@@ -59,38 +54,7 @@ func TestDashboardInChromium(t *testing.T) {
 	dir := t.TempDir()
 
 	// Control plane with the dashboard on a random loopback port.
-	dashURL := make(chan string, 1)
-	natsURL := make(chan string, 1)
-	cpCtx, cpCancel := context.WithCancel(context.Background())
-	cpDone := make(chan error, 1)
-	cfg := controlplane.Config{
-		DataDir: filepath.Join(dir, "controlplane"),
-		Listen:  "127.0.0.1:0",
-		RunControllers: func(ctx context.Context, st *store.Store, b *messaging.Buckets, nc *nats.Conn) error {
-			return controllers.Run(ctx, st, b, nc)
-		},
-		Dashboard: &dashboard.Config{Listen: "127.0.0.1:0", Ready: func(u string) { dashURL <- u }},
-	}
-	go func() { cpDone <- controlplane.Run(cpCtx, cfg, func(u string) { natsURL <- u }) }()
-	t.Cleanup(func() {
-		cpCancel()
-		if err := <-cpDone; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	var url, base string
-	select {
-	case url = <-natsURL:
-	case err := <-cpDone:
-		t.Fatalf("control plane: %v", err)
-	case <-ctx.Done():
-		t.Fatal("control plane not ready")
-	}
-	base = <-dashURL // sent before natsURL
-	token, err := os.ReadFile(dashboard.TokenPath(cfg.DataDir))
-	if err != nil {
-		t.Fatalf("dashboard token: %v", err)
-	}
+	url, base, token := startControlPlane(t, ctx, dir)
 
 	// One agent on the fake runtime.
 	const nodeName, podName = "edge-browser-1", "hello-dashboard"
@@ -136,7 +100,7 @@ func TestDashboardInChromium(t *testing.T) {
 			return err
 		}
 		_, err := cdp.Call(ctx, tg, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
-			Headers: network.Headers{"Authorization": "Bearer " + strings.TrimSpace(string(token))},
+			Headers: network.Headers{"Authorization": "Bearer " + token},
 		})
 		return err
 	})

@@ -5,19 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/edgeorch/edgeorch/client"
-	"github.com/edgeorch/edgeorch/controlplane"
-	"github.com/edgeorch/edgeorch/controlplane/controllers"
-	"github.com/edgeorch/edgeorch/controlplane/dashboard"
-	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/edgeagent"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
@@ -37,39 +29,8 @@ func TestMetricsEndpoints(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
-	dashURL := make(chan string, 1)
-	natsURL := make(chan string, 1)
-	cpCtx, cpCancel := context.WithCancel(context.Background())
-	cpDone := make(chan error, 1)
-	cfg := controlplane.Config{
-		DataDir: filepath.Join(dir, "controlplane"),
-		Listen:  "127.0.0.1:0",
-		RunControllers: func(ctx context.Context, st *store.Store, b *messaging.Buckets, nc *nats.Conn) error {
-			return controllers.Run(ctx, st, b, nc)
-		},
-		Dashboard: &dashboard.Config{Listen: "127.0.0.1:0", Ready: func(u string) { dashURL <- u }},
-	}
-	go func() { cpDone <- controlplane.Run(cpCtx, cfg, func(u string) { natsURL <- u }) }()
-	t.Cleanup(func() {
-		cpCancel()
-		if err := <-cpDone; err != nil {
-			t.Errorf("control plane: %v", err)
-		}
-	})
-	var url string
-	select {
-	case url = <-natsURL:
-	case err := <-cpDone:
-		t.Fatalf("control plane: %v", err)
-	case <-ctx.Done():
-		t.Fatal("control plane not ready")
-	}
-	cpMetrics := <-dashURL + "metrics"
-	raw, err := os.ReadFile(dashboard.TokenPath(cfg.DataDir))
-	if err != nil {
-		t.Fatalf("dashboard token: %v", err)
-	}
-	token := strings.TrimSpace(string(raw))
+	url, dashURL, token := startControlPlane(t, ctx, dir)
+	cpMetrics := dashURL + "metrics"
 
 	// Without the token: refused, like the rest of the dashboard.
 	resp, err := http.Get(cpMetrics)
