@@ -262,29 +262,6 @@ func TestQuotaConcurrentCreates(t *testing.T) {
 	}
 }
 
-type recorder struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (r *recorder) Eventf(_ context.Context, _ manifests.Object, _, reason, format string, args ...any) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, reason+": "+fmt.Sprintf(format, args...))
-	return nil
-}
-
-func (r *recorder) find(prefix string) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.events {
-		if strings.HasPrefix(e, prefix) {
-			return e
-		}
-	}
-	return ""
-}
-
 // A ReplicaSet of 3 under pods=2 gets 2 pods and a FailedCreate event: the
 // controller's creates pass the same admission as the API's.
 func TestQuotaReplicaSetFailedCreate(t *testing.T) {
@@ -298,7 +275,7 @@ func TestQuotaReplicaSetFailedCreate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rec := &recorder{}
+	rec := &controllertest.Recorder{}
 	c := replicaset.New(env.Store, rsets, pods, rec)
 	replicas := int32(3)
 	labels := map[string]string{"app": "web"}
@@ -314,13 +291,13 @@ func TestQuotaReplicaSetFailedCreate(t *testing.T) {
 	})
 	_ = c.Sync(ctx, controller.Key(rs))
 	controllertest.Eventually(t, 10*time.Second, func() error {
-		if rec.find("FailedCreate") == "" {
+		if rec.Find("FailedCreate") == "" {
 			_ = c.Sync(ctx, controller.Key(rs))
-			return fmt.Errorf("no FailedCreate event yet: %v", rec.events)
+			return fmt.Errorf("no FailedCreate event yet: %v", rec.Reasons())
 		}
 		return nil
 	})
-	if e := rec.find("FailedCreate"); !strings.Contains(e, "exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2") {
+	if e := rec.Find("FailedCreate"); !strings.Contains(e, "exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2") {
 		t.Fatalf("event = %q", e)
 	}
 	if n := count(t, ctx, st, "pods"); n != 2 {

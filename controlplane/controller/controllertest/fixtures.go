@@ -2,6 +2,7 @@ package controllertest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -65,18 +66,33 @@ func (c *Cache) Clear() {
 	c.mu.Unlock()
 }
 
-// Recorder keeps the reasons of the events a controller records.
+// Recorder keeps the reasons and messages of the events a controller
+// records.
 type Recorder struct {
-	mu      sync.Mutex
-	reasons []string
+	mu       sync.Mutex
+	reasons  []string
+	messages []string
 }
 
-// Eventf records reason.
-func (r *Recorder) Eventf(_ context.Context, _ manifests.Object, _, reason, _ string, _ ...any) error {
+// Eventf records reason and the message.
+func (r *Recorder) Eventf(_ context.Context, _ manifests.Object, _, reason, format string, args ...any) error {
 	r.mu.Lock()
 	r.reasons = append(r.reasons, reason)
+	r.messages = append(r.messages, fmt.Sprintf(format, args...))
 	r.mu.Unlock()
 	return nil
+}
+
+// Find returns "reason: message" of the first event with reason, or "".
+func (r *Recorder) Find(reason string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, got := range r.reasons {
+		if got == reason {
+			return got + ": " + r.messages[i]
+		}
+	}
+	return ""
 }
 
 // Reasons returns the reasons recorded so far, in order.
