@@ -222,10 +222,14 @@ func TestRunsAtScheduleTimes(t *testing.T) {
 func TestFirstRunCountsFromCreation(t *testing.T) {
 	f := newFixture(t)
 	cj := f.cronJob("* * * * *", func(cj *manifests.CronJob) { cj.Status.LastScheduleTime = nil })
+	// The store stamps creation with the wall clock (whole seconds), so the
+	// checks are placed relative to it: one second before the first minute
+	// boundary after creation nothing is due (never before creation, as
+	// creation is a whole second below that boundary or earlier).
 	created := cj.CreationTimestamp
-	f.at(created.Add(time.Second))
-	f.wantJobs() // the first minute boundary after creation is not due yet
 	next := created.Truncate(time.Minute).Add(time.Minute)
+	f.at(next.Add(-time.Second))
+	f.wantJobs()
 	f.at(next.Add(time.Second))
 	f.wantJobs(next)
 }
