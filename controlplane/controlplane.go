@@ -192,7 +192,13 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 	}
 	st := store.New(b.Objects, store.WithKeyring(keyring))
 	// LimitRange and ResourceQuota, for the API and controllers alike (docs/quotas.md).
-	st.SetAdmitter(admission.New(st, log))
+	adm := admission.New(st, log)
+	st.SetAdmitter(adm)
+	go func() {
+		if err := adm.Watch(ctx, st); err != nil && ctx.Err() == nil {
+			log.Warn("admission caches: listing the store on every create", "err", err)
+		}
+	}()
 	serviceCIDR := cfg.ServiceCIDR
 	if serviceCIDR == "" {
 		serviceCIDR = ipam.DefaultServiceCIDR

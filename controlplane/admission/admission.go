@@ -8,10 +8,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/controlplane/controller"
 	"github.com/edgeorch/edgeorch/manifests"
 )
 
@@ -30,12 +34,65 @@ type Admission struct {
 	st  Store
 	log *slog.Logger
 
-	// known holds the quota names seen per namespace. store.List builds
-	// its snapshot from a KV watcher, which can miss a key that is being
-	// updated at that very moment (a quota being charged by a concurrent
-	// create); quotas are therefore also read by name, with a direct get.
+	// cache, once synced, holds every LimitRange and ResourceQuota (Watch),
+	// so that a create in a namespace without any reads nothing from the
+	// store; until then they are listed from the store.
+	cache atomic.Pointer[caches]
+
+	// known holds, per "resource/namespace", the quota and LimitRange
+	// names created through this admission and not yet seen in the cache
+	// (or in a store list: store.List builds its snapshot from a KV
+	// watcher, which can miss a key rewritten at that very moment, such as
+	// a quota being charged by a concurrent create). They are read by name.
 	mu    sync.Mutex
-	known map[string]map[string]bool
+	known map[string]map[string]time.Time // learnt at
+	now   func() time.Time
+}
+
+// learntGrace is how long a learnt name not found in the store is kept:
+// AdmitCreate learns a name before the store writes it.
+const learntGrace = 10 * time.Second
+
+type caches struct {
+	limitRanges, quotas *controller.Informer
+}
+
+// Watch keeps the caches of LimitRanges and ResourceQuotas from w until
+// ctx is done. Admission uses them once both have synced.
+func (a *Admission) Watch(ctx context.Context, w controller.Watcher) error {
+	c := &caches{limitRanges: controller.NewInformer(w, "limitranges"), quotas: controller.NewInformer(w, "resourcequotas")}
+	errs := make(chan error, 2)
+	for _, inf := range []*controller.Informer{c.limitRanges, c.quotas} {
+		go func() { errs <- inf.Run(ctx) }()
+	}
+	for _, inf := range []*controller.Informer{c.limitRanges, c.quotas} {
+		if err := inf.WaitForSync(ctx); err != nil {
+			return fmt.Errorf("admission caches: %w", err)
+		}
+	}
+	a.cache.Store(c)
+	<-ctx.Done()
+	a.cache.Store(nil)
+	for range 2 {
+		<-errs
+	}
+	return nil
+}
+
+func (a *Admission) cached() *caches { return a.cache.Load() }
+
+// CacheSynced reports whether admission reads from its caches (Watch).
+func (a *Admission) CacheSynced() bool { return a.cached() != nil }
+
+// inNamespace returns the objects of inf in namespace ns.
+func inNamespace(inf *controller.Informer, ns string) []manifests.Object {
+	var out []manifests.Object
+	for _, o := range inf.List(manifests.Selector{}) {
+		if o.GetObjectMeta().Namespace == ns {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // New returns admission over st.
@@ -43,7 +100,7 @@ func New(st Store, log *slog.Logger) *Admission {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Admission{st: st, log: log, known: map[string]map[string]bool{}}
+	return &Admission{st: st, log: log, known: map[string]map[string]time.Time{}, now: time.Now}
 }
 
 func displayName(m *manifests.ObjectMeta) string {
@@ -88,7 +145,10 @@ func (a *Admission) AdmitCreate(ctx context.Context, obj manifests.Object) (func
 			return nil, err
 		}
 		q.Status = manifests.ResourceQuotaStatus{Hard: copyList(q.Spec.Hard), Used: used}
-		a.learn(ns, q.Name)
+		a.learn("resourcequotas", ns, q.Name)
+	}
+	if lr, ok := obj.(*manifests.LimitRange); ok {
+		a.learn("limitranges", ns, lr.Name)
 	}
 	quotas, err := a.quotas(ctx, ns)
 	if err != nil || len(quotas) == 0 {
@@ -262,8 +322,11 @@ func (a *Admission) refundAll(ctx context.Context, obj manifests.Object) {
 // Deleted frees what a deleted object used (a terminal pod was freed when
 // it finished).
 func (a *Admission) Deleted(ctx context.Context, obj manifests.Object) {
-	if q, ok := obj.(*manifests.ResourceQuota); ok {
-		a.forget(q.Namespace, q.Name)
+	switch o := obj.(type) {
+	case *manifests.ResourceQuota:
+		a.forget("resourcequotas", o.Namespace, o.Name, false)
+	case *manifests.LimitRange:
+		a.forget("limitranges", o.Namespace, o.Name, false)
 	}
 	a.refundAll(ctx, obj)
 }
@@ -304,6 +367,27 @@ func (a *Admission) Updated(ctx context.Context, old, obj manifests.Object) {
 }
 
 func (a *Admission) limitRanges(ctx context.Context, ns string) ([]*manifests.LimitRange, error) {
+	if c := a.cached(); c != nil {
+		var out []*manifests.LimitRange
+		seen := map[string]bool{}
+		for _, o := range inNamespace(c.limitRanges, ns) {
+			out = append(out, o.(*manifests.LimitRange))
+			seen[o.GetObjectMeta().Name] = true
+		}
+		// Created here but not yet in the cache.
+		for _, name := range a.knownNames("limitranges", ns, seen) {
+			o, err := a.st.Get(ctx, "limitranges", ns, name)
+			if client.CodeOf(err) == client.CodeNotFound {
+				a.forget("limitranges", ns, name, true)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read limitrange %s/%s: %w", ns, name, err)
+			}
+			out = append(out, o.(*manifests.LimitRange))
+		}
+		return out, nil
+	}
 	objs, _, err := a.st.List(ctx, "limitranges", ns, manifests.Selector{})
 	if err != nil {
 		return nil, fmt.Errorf("list limitranges in %s: %w", ns, err)
@@ -315,35 +399,40 @@ func (a *Admission) limitRanges(ctx context.Context, ns string) ([]*manifests.Li
 	return out, nil
 }
 
+// quotas returns the namespace's quotas as stored now (their status is
+// charged by compare-and-swap): the names come from the cache, or from a
+// store list until it has synced, plus those created here meanwhile.
 func (a *Admission) quotas(ctx context.Context, ns string) ([]*manifests.ResourceQuota, error) {
-	objs, _, err := a.st.List(ctx, "resourcequotas", ns, manifests.Selector{})
-	if err != nil {
-		return nil, fmt.Errorf("list resourcequotas in %s: %w", ns, err)
-	}
-	out := make([]*manifests.ResourceQuota, 0, len(objs))
 	seen := map[string]bool{}
-	for _, o := range objs {
-		out = append(out, o.(*manifests.ResourceQuota))
-		seen[o.GetObjectMeta().Name] = true
-	}
-	a.mu.Lock()
-	var extra []string
-	for name := range a.known[ns] {
-		if !seen[name] {
-			extra = append(extra, name)
+	var out []*manifests.ResourceQuota
+	if c := a.cached(); c != nil {
+		for _, o := range inNamespace(c.quotas, ns) {
+			seen[o.GetObjectMeta().Name] = true
+		}
+		for name := range seen {
+			o, err := a.st.Get(ctx, "resourcequotas", ns, name)
+			if client.CodeOf(err) == client.CodeNotFound {
+				continue // deleted; the cache follows
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read resourcequota %s/%s: %w", ns, name, err)
+			}
+			out = append(out, o.(*manifests.ResourceQuota))
+		}
+	} else {
+		objs, _, err := a.st.List(ctx, "resourcequotas", ns, manifests.Selector{})
+		if err != nil {
+			return nil, fmt.Errorf("list resourcequotas in %s: %w", ns, err)
+		}
+		for _, o := range objs {
+			out = append(out, o.(*manifests.ResourceQuota))
+			seen[o.GetObjectMeta().Name] = true
 		}
 	}
-	if len(seen) > 0 && a.known[ns] == nil {
-		a.known[ns] = map[string]bool{}
-	}
-	for name := range seen {
-		a.known[ns][name] = true
-	}
-	a.mu.Unlock()
-	for _, name := range extra {
+	for _, name := range a.knownNames("resourcequotas", ns, seen) {
 		o, err := a.st.Get(ctx, "resourcequotas", ns, name)
 		if client.CodeOf(err) == client.CodeNotFound {
-			a.forget(ns, name)
+			a.forget("resourcequotas", ns, name, true)
 			continue
 		}
 		if err != nil {
@@ -351,22 +440,56 @@ func (a *Admission) quotas(ctx context.Context, ns string) ([]*manifests.Resourc
 		}
 		out = append(out, o.(*manifests.ResourceQuota))
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
-func (a *Admission) learn(ns, name string) {
+// learn records that resource ns/name was created through this admission,
+// so that it is found before the cache (or a store list) shows it.
+func (a *Admission) learn(resource, ns, name string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.known[ns] == nil {
-		a.known[ns] = map[string]bool{}
+	k := resource + "/" + ns
+	if a.known[k] == nil {
+		a.known[k] = map[string]time.Time{}
 	}
-	a.known[ns][name] = true
+	a.known[k][name] = a.now()
 }
 
-func (a *Admission) forget(ns, name string) {
+// forget drops a learnt name; one not found in the store is kept while it
+// may still be on its way there (learntGrace).
+func (a *Admission) forget(resource, ns, name string, notFound bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	delete(a.known[ns], name)
+	k := resource + "/" + ns
+	if at, ok := a.known[k][name]; ok && notFound && a.now().Sub(at) < learntGrace {
+		return
+	}
+	delete(a.known[k], name)
+	if len(a.known[k]) == 0 {
+		delete(a.known, k)
+	}
+}
+
+// knownNames returns the names learnt for resource in ns that are not in
+// seen. Once the cache holds a learnt name it is forgotten: the cache
+// follows it from then on.
+func (a *Admission) knownNames(resource, ns string, seen map[string]bool) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := resource + "/" + ns
+	var out []string
+	for name := range a.known[k] {
+		if !seen[name] {
+			out = append(out, name)
+		} else if a.cached() != nil {
+			delete(a.known[k], name)
+		}
+	}
+	if len(a.known[k]) == 0 {
+		delete(a.known, k)
+	}
+	return out
 }
 
 // usage counts, from the store, what namespace ns uses of each name in hard.

@@ -21,10 +21,37 @@ import (
 func start(t *testing.T) (*store.Store, *controllertest.Env, context.Context) {
 	t.Helper()
 	env := controllertest.Start(t)
-	env.Store.SetAdmitter(admission.New(env.Store, nil))
+	adm := admission.New(env.Store, nil)
+	env.Store.SetAdmitter(adm)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
+	if !uncached {
+		go adm.Watch(ctx, env.Store)
+		controllertest.Eventually(t, 10*time.Second, func() error {
+			if !adm.CacheSynced() {
+				return fmt.Errorf("admission caches not synced")
+			}
+			return nil
+		})
+	}
 	return env.Store, env, ctx
+}
+
+// uncached makes start leave admission without its caches (reading the
+// store on every create), as it is until they have synced.
+var uncached bool
+
+// TestUncached runs the quota and LimitRange tests with admission reading
+// the store instead of its caches.
+func TestUncached(t *testing.T) {
+	uncached = true
+	t.Cleanup(func() { uncached = false })
+	for name, f := range map[string]func(*testing.T){
+		"LimitRangeDefaultsAndMax": TestLimitRangeDefaultsAndMax, "QuotaPods": TestQuotaPods,
+		"QuotaCountsExistingObjects": TestQuotaCountsExistingObjects, "QuotaConcurrentCreates": TestQuotaConcurrentCreates,
+	} {
+		t.Run(name, f)
+	}
 }
 
 func create(t *testing.T, ctx context.Context, st *store.Store, obj manifests.Object) (manifests.Object, error) {
@@ -302,5 +329,74 @@ func TestQuotaReplicaSetFailedCreate(t *testing.T) {
 	}
 	if n := count(t, ctx, st, "pods"); n != 2 {
 		t.Fatalf("%d pods stored, want 2", n)
+	}
+}
+
+// countingStore counts the reads admission makes of the store.
+type countingStore struct {
+	*store.Store
+	lists, gets atomic.Int64
+}
+
+func (c *countingStore) List(ctx context.Context, resource, namespace string, sel manifests.Selector) ([]manifests.Object, uint64, error) {
+	c.lists.Add(1)
+	return c.Store.List(ctx, resource, namespace, sel)
+}
+
+func (c *countingStore) Get(ctx context.Context, resource, namespace, name string) (manifests.Object, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, resource, namespace, name)
+}
+
+// With its caches synced, admission reads nothing from the store for a
+// create in a namespace without quotas or LimitRanges (at 10,000 nodes a
+// DaemonSet's pods stalled when every create listed both), and reads only
+// the quotas by name where there are some.
+func TestCachedAdmissionReads(t *testing.T) {
+	env := controllertest.Start(t)
+	cs := &countingStore{Store: env.Store}
+	adm := admission.New(cs, nil)
+	env.Store.SetAdmitter(adm)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	go adm.Watch(ctx, env.Store)
+	controllertest.Eventually(t, 10*time.Second, func() error {
+		if !adm.CacheSynced() {
+			return fmt.Errorf("admission caches not synced")
+		}
+		return nil
+	})
+	for i := range 20 {
+		mustCreate(t, ctx, env.Store, pod(fmt.Sprintf("p%d", i), nil, nil))
+	}
+	if l, g := cs.lists.Load(), cs.gets.Load(); l != 0 || g != 0 {
+		t.Fatalf("20 creates without quotas read the store: %d lists, %d gets", l, g)
+	}
+	q := quota("q", manifests.ResourceList{"pods": "100"})
+	q.Namespace = "other"
+	mustCreate(t, ctx, env.Store, q)
+	controllertest.Eventually(t, 10*time.Second, func() error {
+		cs.lists.Store(0)
+		cs.gets.Store(0)
+		p := pod(fmt.Sprintf("probe-%d", time.Now().UnixNano()), nil, nil)
+		p.Namespace = "other"
+		mustCreate(t, ctx, env.Store, p)
+		if l, g := cs.lists.Load(), cs.gets.Load(); l != 0 || g != 1 {
+			return fmt.Errorf("a create under one quota: %d lists, %d gets, want 0 and 1", l, g)
+		}
+		return nil
+	})
+	got, err := env.Store.Get(ctx, "resourcequotas", "other", "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := got.(*manifests.ResourceQuota).Status.Used["pods"]; u == "0" || u == "" {
+		t.Fatalf("quota in namespace other not charged: used %q", u)
+	}
+	cs.lists.Store(0)
+	cs.gets.Store(0)
+	mustCreate(t, ctx, env.Store, pod("after", nil, nil))
+	if l, g := cs.lists.Load(), cs.gets.Load(); l != 0 || g != 0 {
+		t.Fatalf("a create in default after a quota elsewhere read the store: %d lists, %d gets", l, g)
 	}
 }
