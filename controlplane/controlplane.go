@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) (err error) {
 	if err != nil {
 		return err
 	}
-	st := store.New(b.Objects, store.WithKeyring(keyring))
+	st := store.New(b.Objects, store.WithKeyring(keyring), store.WithJetStream(js))
 	// LimitRange and ResourceQuota, for the API and controllers alike (docs/quotas.md).
 	adm := admission.New(st, log)
 	st.SetAdmitter(adm)

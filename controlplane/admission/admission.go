@@ -41,9 +41,7 @@ type Admission struct {
 
 	// known holds, per "resource/namespace", the quota and LimitRange
 	// names created through this admission and not yet seen in the cache
-	// (or in a store list: store.List builds its snapshot from a KV
-	// watcher, which can miss a key rewritten at that very moment, such as
-	// a quota being charged by a concurrent create). They are read by name.
+	// or in a store list. They are read by name.
 	mu    sync.Mutex
 	known map[string]map[string]time.Time // learnt at
 	now   func() time.Time

@@ -2,13 +2,19 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// WithJetStream gives the store the JetStream context of its bucket, with
+// which List finds keys its snapshot missed (fillMissed).
+func WithJetStream(js jetstream.JetStream) Option { return func(s *Store) { s.js = js } }
 
 // filter is the KV key filter of a resource in namespace ("" = all).
 func filter(k manifests.Kind, namespace string) string {
@@ -40,6 +46,7 @@ func (s *Store) List(ctx context.Context, resource, namespace string, sel manife
 	}
 	defer w.Stop()
 	byKey := map[string]manifests.Object{}
+	gone := map[string]bool{} // delete markers seen
 	for {
 		var e jetstream.KeyValueEntry
 		var ok bool
@@ -57,6 +64,7 @@ func (s *Store) List(ctx context.Context, resource, namespace string, sel manife
 		rev = max(rev, e.Revision())
 		if e.Operation() != jetstream.KeyValuePut {
 			delete(byKey, e.Key())
+			gone[e.Key()] = true
 			continue
 		}
 		obj, err := s.decode(e.Key(), e.Value(), e.Revision())
@@ -64,6 +72,9 @@ func (s *Store) List(ctx context.Context, resource, namespace string, sel manife
 			return nil, 0, fmt.Errorf("list %s: %w", k.Resource, err)
 		}
 		byKey[e.Key()] = obj
+	}
+	if err := s.fillMissed(ctx, k, ns, rev, byKey, gone); err != nil {
+		return nil, 0, fmt.Errorf("list %s: %w", k.Resource, err)
 	}
 	out := make([]manifests.Object, 0, len(byKey))
 	for _, obj := range byKey {
@@ -92,4 +103,50 @@ func (s *Store) lastRevision(ctx context.Context) (uint64, error) {
 		return 0, nil
 	}
 	return si.StreamInfo().State.LastSeq, nil
+}
+
+// fillMissed adds to byKey the keys the watcher's snapshot missed. The
+// snapshot is the last message of each key as the consumer starts; a key
+// rewritten before its old message is delivered (the bucket keeps one
+// message per key) is delivered only after the snapshot ends, so a list
+// taken while it is rewritten would not hold it. When the bucket changed
+// during the list, the keys that exist are read from the stream's subject
+// state and any not seen is read by a direct get. Without a JetStream
+// handle (WithJetStream) nothing is checked.
+func (s *Store) fillMissed(ctx context.Context, k manifests.Kind, ns string, rev uint64, byKey map[string]manifests.Object, gone map[string]bool) error {
+	if s.js == nil {
+		return nil
+	}
+	now, err := s.lastRevision(ctx)
+	if err != nil || now <= rev {
+		return err
+	}
+	stream, err := s.js.Stream(ctx, "KV_"+s.kv.Bucket())
+	if err != nil {
+		return fmt.Errorf("objects stream: %w", err)
+	}
+	prefix := "$KV." + s.kv.Bucket() + "."
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(prefix+filter(k, ns)))
+	if err != nil {
+		return fmt.Errorf("objects stream subjects: %w", err)
+	}
+	for subj := range info.State.Subjects {
+		key := strings.TrimPrefix(subj, prefix)
+		if _, ok := byKey[key]; ok || gone[key] {
+			continue
+		}
+		e, err := s.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", key, err)
+		}
+		obj, err := s.decode(key, e.Value(), e.Revision())
+		if err != nil {
+			return err
+		}
+		byKey[key] = obj
+	}
+	return nil
 }

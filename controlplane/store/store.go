@@ -23,6 +23,7 @@ import (
 // Store reads and writes API objects. It is safe for concurrent use.
 type Store struct {
 	kv  jetstream.KeyValue
+	js  jetstream.JetStream // for List's check of missed keys (list.go); may be nil
 	now func() time.Time
 	kr  *Keyring                 // encrypts Secrets at rest when set (secrets.go)
 	adm atomic.Pointer[Admitter] // admission.go

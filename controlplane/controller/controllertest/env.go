@@ -47,7 +47,7 @@ func Start(t testing.TB) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{URL: srv.ClientURL(), NC: nc, JS: js, Buckets: b, Store: store.New(b.Objects)}
+	return &Env{URL: srv.ClientURL(), NC: nc, JS: js, Buckets: b, Store: store.New(b.Objects, store.WithJetStream(js))}
 }
 
 // Eventually polls f every 10ms until it returns nil, failing the test
