@@ -189,7 +189,7 @@ const StreamMaxConsumers = 1 << 20
 // then misses it, and a compare-and-swap built on it fails); a plain get is
 // answered by the stream leader, which holds every acknowledged write. It
 // reports whether it changed the stream. It also raises the stream's
-// consumer limit to StreamMaxConsumers.
+// consumer limit to StreamMaxConsumers and allows atomic batches.
 func ensureStream(ctx context.Context, js jetstream.JetStream, stream string, opts BucketOptions, leaderReads bool) (bool, error) {
 	want := opts.replicas()
 	s, err := js.Stream(ctx, stream)
@@ -203,10 +203,12 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, stream string, op
 	if consumers < StreamMaxConsumers {
 		consumers = StreamMaxConsumers
 	}
-	if replicas == cfg.Replicas && direct == cfg.AllowDirect && consumers == cfg.MaxConsumers {
+	// Atomic batches let the store commit many writes with one disk sync
+	// (controlplane/store/commit.go); servers before 2.12 ignore it.
+	if replicas == cfg.Replicas && direct == cfg.AllowDirect && consumers == cfg.MaxConsumers && cfg.AllowAtomicPublish {
 		return false, nil
 	}
-	cfg.Replicas, cfg.AllowDirect, cfg.MaxConsumers = replicas, direct, consumers
+	cfg.Replicas, cfg.AllowDirect, cfg.MaxConsumers, cfg.AllowAtomicPublish = replicas, direct, consumers, true
 	if err := opts.retryPlacement(ctx, func() error { _, err := js.UpdateStream(ctx, cfg); return err }); err != nil {
 		return false, fmt.Errorf("update stream %s to %d replicas, reads from the leader: %w", stream, cfg.Replicas, replicasError(err, stream, cfg.Replicas))
 	}

@@ -94,9 +94,11 @@ func benchBind(b *testing.B, nNodes, nPods int, checkSpread bool) {
 }
 
 // syncedStore starts a NATS server whose JetStream syncs every write to
-// disk and returns a store over its objects bucket, on disk.
+// disk and returns a store over its objects bucket, on disk, committing
+// concurrent writes in batches as the control plane's does.
 func syncedStore(b *testing.B) *store.Store {
-	return store.New(natstest.StartSynced(b, "scheduler-bench").Buckets.Objects)
+	env := natstest.StartSynced(b, "scheduler-bench")
+	return store.New(env.Buckets.Objects, store.WithJetStream(env.JS))
 }
 
 func benchBindOn(b *testing.B, newStore func(*testing.B) *store.Store, nNodes, nPods int, checkSpread, withEvents bool) {

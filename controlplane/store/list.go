@@ -13,8 +13,11 @@ import (
 )
 
 // WithJetStream gives the store the JetStream context of its bucket, with
-// which List finds keys its snapshot missed (fillMissed).
-func WithJetStream(js jetstream.JetStream) Option { return func(s *Store) { s.js = js } }
+// which List finds keys its snapshot missed (fillMissed) and writes are
+// group-committed (commit.go).
+func WithJetStream(js jetstream.JetStream) Option {
+	return func(s *Store) { s.js = js; s.gc = newCommitter(s.kv, js) }
+}
 
 // filter is the KV key filter of a resource in namespace ("" = all).
 func filter(k manifests.Kind, namespace string) string {

@@ -24,6 +24,7 @@ import (
 type Store struct {
 	kv  jetstream.KeyValue
 	js  jetstream.JetStream // for List's check of missed keys (list.go); may be nil
+	gc  *committer          // group commit of creates and updates (commit.go); nil without js
 	now func() time.Time
 	kr  *Keyring                 // encrypts Secrets at rest when set (secrets.go)
 	adm atomic.Pointer[Admitter] // admission.go
@@ -237,7 +238,7 @@ func (s *Store) put(ctx context.Context, key string, obj manifests.Object) (uint
 	if err != nil {
 		return 0, err
 	}
-	rev, err := s.kv.Create(ctx, key, data)
+	rev, err := s.kvCreate(ctx, key, data)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !isWrongLastSequence(err) {
 		return 0, fmt.Errorf("create %s: %w", key, err)
 	}
@@ -294,7 +295,7 @@ func (s *Store) Update(ctx context.Context, obj manifests.Object) (manifests.Obj
 	if err != nil {
 		return nil, err
 	}
-	newRev, err := s.kv.Update(ctx, key, data, rev)
+	newRev, err := s.kvUpdate(ctx, key, data, rev)
 	if err != nil {
 		if isWrongLastSequence(err) {
 			return nil, conflict(k.Resource, meta.Name)
