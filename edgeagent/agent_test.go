@@ -252,7 +252,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	})
 	// The first lease follows the registration.
 	eventually(t, 5*time.Second, func() error {
-		e, err := cp.buckets.Leases.Get(ctx, messaging.LeaseKey("node-1"))
+		e, err := cp.buckets.Heartbeats.Get(ctx, messaging.LeaseKey("node-1"))
 		if err != nil {
 			return fmt.Errorf("lease: %w", err)
 		}

@@ -246,11 +246,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context, js jetstream.JetStream) {
 	var kv jetstream.KeyValue
 	for {
 		if kv == nil {
-			b, err := js.KeyValue(ctx, messaging.BucketLeases)
-			if err != nil {
-				a.log.Debug("open leases bucket", "err", err)
-			}
-			kv = b
+			kv = a.openHeartbeats(ctx, js)
 		}
 		if kv != nil {
 			lease := client.Lease{
@@ -276,4 +272,20 @@ func (a *Agent) heartbeatLoop(ctx context.Context, js jetstream.JetStream) {
 			return
 		}
 	}
+}
+
+// openHeartbeats opens the bucket the node's lease goes to: the heartbeats
+// bucket, or the leases bucket where the control plane has none or the
+// node's credentials predate it (nil when neither opens).
+func (a *Agent) openHeartbeats(ctx context.Context, js jetstream.JetStream) jetstream.KeyValue {
+	b, err := js.KeyValue(ctx, messaging.BucketHeartbeats)
+	if err == nil {
+		return b
+	}
+	a.log.Debug("open heartbeats bucket; trying the leases bucket", "err", err)
+	if b, err = js.KeyValue(ctx, messaging.BucketLeases); err != nil {
+		a.log.Debug("open leases bucket", "err", err)
+		return nil
+	}
+	return b
 }

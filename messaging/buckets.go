@@ -14,6 +14,8 @@ type Buckets struct {
 	Objects     jetstream.KeyValue
 	Assignments jetstream.KeyValue
 	Leases      jetstream.KeyValue
+	// Heartbeats holds the node leases, in memory (BucketHeartbeats).
+	Heartbeats jetstream.KeyValue
 	// Leader holds the leader-election leases (BucketLeader).
 	Leader jetstream.KeyValue
 	// Claims holds the pod CIDR claims (BucketClaims).
@@ -55,29 +57,38 @@ func UsageFilter() string { return "node.>" }
 // fsync of sync_interval: always) per report; after a restart of the
 // NATS server it is back within one report interval.
 func openUsage(ctx context.Context, js jetstream.JetStream, opts BucketOptions) (jetstream.KeyValue, error) {
-	b, err := js.KeyValue(ctx, BucketUsage)
+	return openMemoryKV(ctx, js, opts, jetstream.KeyValueConfig{
+		Bucket:      BucketUsage,
+		Description: "latest resource usage of each node and its pods",
+		TTL:         UsageTTL,
+	})
+}
+
+// openHeartbeats opens BucketHeartbeats.
+func openHeartbeats(ctx context.Context, js jetstream.JetStream, opts BucketOptions) (jetstream.KeyValue, error) {
+	return openMemoryKV(ctx, js, opts, jetstream.KeyValueConfig{Bucket: BucketHeartbeats, Description: "node heartbeats"})
+}
+
+// openMemoryKV opens the bucket of cfg, creating it in memory storage with
+// one value per key when it does not exist, and scales an existing one up
+// as the others are.
+func openMemoryKV(ctx context.Context, js jetstream.JetStream, opts BucketOptions, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	cfg.History, cfg.Replicas, cfg.Storage = 1, opts.replicas(), jetstream.MemoryStorage
+	b, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		err = opts.retryPlacement(ctx, func() (err error) {
-			b, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-				Bucket:      BucketUsage,
-				Description: "latest resource usage of each node and its pods",
-				History:     1,
-				Replicas:    opts.replicas(),
-				Storage:     jetstream.MemoryStorage,
-				TTL:         UsageTTL,
-			})
+			b, err = js.CreateKeyValue(ctx, cfg)
 			return err
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
-			b, err = js.KeyValue(ctx, BucketUsage)
+			b, err = js.KeyValue(ctx, cfg.Bucket)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketUsage, replicasError(err, KVStream(BucketUsage), opts.replicas()))
+		return nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, replicasError(err, KVStream(cfg.Bucket), opts.replicas()))
 	}
-	// An existing bucket is scaled up as the others are.
-	if _, err := ensureStream(ctx, js, KVStream(BucketUsage), opts, false); err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketUsage, err)
+	if _, err := ensureStream(ctx, js, KVStream(cfg.Bucket), opts, false); err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
 	}
 	return b, nil
 }
@@ -280,7 +291,10 @@ func OpenBuckets(ctx context.Context, js jetstream.JetStream, opts BucketOptions
 	if _, err := ensureRePublish(ctx, js, KVStream(BucketAssignments), AssignmentsRePublish(), opts); err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketAssignments, err)
 	}
-	if b.Leases, err = kv(BucketLeases, "node heartbeats", false); err != nil {
+	if b.Leases, err = kv(BucketLeases, "allocations", false); err != nil {
+		return nil, err
+	}
+	if b.Heartbeats, err = openHeartbeats(ctx, js, opts); err != nil {
 		return nil, err
 	}
 	if b.Leader, err = kv(BucketLeader, "leader election", true); err != nil {

@@ -14,7 +14,14 @@ const (
 	BucketObjects = "edge-objects"
 	// BucketAssignments holds the pods bound to each node under AssignmentKey.
 	BucketAssignments = "edge-assign"
-	// BucketLeases holds one heartbeat lease per node under LeaseKey.
+	// BucketHeartbeats holds one heartbeat lease per node under LeaseKey,
+	// in memory: at 10,000 nodes heartbeats are ~1,000 writes a second,
+	// more than the disk syncs, and a lease lost with the control plane
+	// costs nothing (the node lifecycle judges nodes from its own start,
+	// and agents write again within a heartbeat interval).
+	BucketHeartbeats = "edge-heartbeats"
+	// BucketLeases holds the service IP and pod CIDR allocations, and the
+	// heartbeat leases of agents whose credentials predate BucketHeartbeats.
 	BucketLeases = "edge-leases"
 	// BucketLeader holds the control planes' leader-election leases under
 	// LeaderKey: a stream of its own, because JetStream syncs each write of a

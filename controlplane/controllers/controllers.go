@@ -190,7 +190,7 @@ func runControllers(ctx context.Context, st *store.Store, b *messaging.Buckets, 
 		},
 		"assignments": func(ctx context.Context) error { return asg.Run(ctx, pods.WaitForSync) },
 		"node lifecycle": func(ctx context.Context) error {
-			return life.Run(ctx, b.Leases, nodeInf.WaitForSync)
+			return life.Run(ctx, nodeInf.WaitForSync, b.Heartbeats, b.Leases)
 		},
 		"event gc": func(ctx context.Context) error {
 			schedRec.RunGC(ctx, 0, logErr) // one GC covers every recorder's events

@@ -116,8 +116,8 @@ func TestControllers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	stopA := heartbeat(ctx, t, b.Leases, "node-a", 100*time.Millisecond)
-	stopB := heartbeat(ctx, t, b.Leases, "node-b", 100*time.Millisecond)
+	stopA := heartbeat(ctx, t, b.Heartbeats, "node-a", 100*time.Millisecond)
+	stopB := heartbeat(ctx, t, b.Heartbeats, "node-b", 100*time.Millisecond)
 	defer stopB()
 
 	done := make(chan error, 1)

@@ -146,8 +146,10 @@ func (c *Controller) ObserveLease(node string, t time.Time) {
 }
 
 func (c *Controller) observe(node string, t time.Time, replayed bool) {
-	if v, ok := c.leases.Load(node); ok && v.(heartbeat).server.Equal(t) {
-		c.queue.Add(node) // the same write, replayed by a restarted watch
+	if v, ok := c.leases.Load(node); ok && !v.(heartbeat).server.Before(t) {
+		// The same write, replayed by a restarted watch, or an older
+		// lease in the other bucket (an agent that moved buckets).
+		c.queue.Add(node)
 		return
 	}
 	_, known := c.leases.Load(node)
@@ -560,29 +562,32 @@ func (c *Controller) WatchLeases(ctx context.Context, kv jetstream.KeyValue, syn
 	}
 }
 
-// Run watches leases and nodes and reconciles until ctx is done. The node
-// informer must have been given NodeChanged as a handler and be running;
-// nodesSynced waits for it. A broken lease watch is restarted.
-func (c *Controller) Run(ctx context.Context, kv jetstream.KeyValue, nodesSynced func(context.Context) error) error {
-	leasesSynced := make(chan struct{})
-	var once sync.Once
-	go func() {
-		for ctx.Err() == nil {
-			err := c.WatchLeases(ctx, kv, func() { once.Do(func() { close(leasesSynced) }) })
-			if err == nil || ctx.Err() != nil {
-				return
+// Run watches the leases in every bucket of leases and the nodes, and
+// reconciles until ctx is done. The node informer must have been given
+// NodeChanged as a handler and be running; nodesSynced waits for it. A
+// broken lease watch is restarted.
+func (c *Controller) Run(ctx context.Context, nodesSynced func(context.Context) error, leases ...jetstream.KeyValue) error {
+	for _, kv := range leases {
+		leasesSynced := make(chan struct{})
+		var once sync.Once
+		go func() {
+			for ctx.Err() == nil {
+				err := c.WatchLeases(ctx, kv, func() { once.Do(func() { close(leasesSynced) }) })
+				if err == nil || ctx.Err() != nil {
+					return
+				}
+				slog.WarnContext(ctx, "lease watch ended, restarting", "bucket", kv.Bucket(), "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
 			}
-			slog.WarnContext(ctx, "lease watch ended, restarting", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
+		}()
+		select {
+		case <-leasesSynced:
+		case <-ctx.Done():
+			return nil
 		}
-	}()
-	select {
-	case <-leasesSynced:
-	case <-ctx.Done():
-		return nil
 	}
 	if err := nodesSynced(ctx); err != nil {
 		return nil // ctx done

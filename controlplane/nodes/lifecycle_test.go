@@ -165,7 +165,7 @@ func TestRunFollowsLeases(t *testing.T) {
 	inf.AddHandler(c.NodeChanged)
 	go inf.Run(ctx)
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, env.Buckets.Leases, inf.WaitForSync) }()
+	go func() { done <- c.Run(ctx, inf.WaitForSync, env.Buckets.Heartbeats, env.Buckets.Leases) }()
 
 	lease, _ := json.Marshal(client.Lease{Node: "node-a", DurationSeconds: 1})
 	put := func() {

@@ -259,24 +259,29 @@ func TestNodeConfinedToItsOwnKeys(t *testing.T) {
 		w.Stop()
 		t.Fatal("node a could watch every assignment")
 	}
-	// Its own lease: put and get; node b's: refused.
-	leases, err := js.KeyValue(ctx, messaging.BucketLeases)
-	if err != nil {
-		t.Fatal(err)
+	// Its own lease: put and get; node b's: refused (in the heartbeats
+	// bucket and in the leases bucket older agents write to).
+	for _, bucket := range []string{messaging.BucketHeartbeats, messaging.BucketLeases} {
+		leases, err := js.KeyValue(ctx, bucket)
+		if err != nil {
+			t.Fatalf("%s: %v", bucket, err)
+		}
+		if _, err := leases.Put(ctx, messaging.LeaseKey("a"), []byte("{}")); err != nil {
+			t.Fatalf("node a renews its lease in %s: %v", bucket, err)
+		}
+		if _, err := leases.Get(ctx, messaging.LeaseKey("a")); err != nil {
+			t.Fatalf("node a reads its lease in %s: %v", bucket, err)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		if _, err := leases.Put(pctx, messaging.LeaseKey("b"), []byte("{}")); err == nil {
+			t.Fatalf("node a wrote node b's lease in %s", bucket)
+		}
+		pcancel()
 	}
-	if _, err := leases.Put(ctx, messaging.LeaseKey("a"), []byte("{}")); err != nil {
-		t.Fatalf("node a renews its lease: %v", err)
-	}
-	if _, err := leases.Get(ctx, messaging.LeaseKey("a")); err != nil {
-		t.Fatalf("node a reads its lease: %v", err)
-	}
-	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-	defer pcancel()
-	if _, err := leases.Put(pctx, messaging.LeaseKey("b"), []byte("{}")); err == nil {
-		t.Fatal("node a wrote node b's lease")
-	}
-	if _, err := e.b.Leases.Get(ctx, messaging.LeaseKey("b")); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Fatalf("node b's lease: %v, want none", err)
+	for _, kv := range []jetstream.KeyValue{e.b.Heartbeats, e.b.Leases} {
+		if _, err := kv.Get(ctx, messaging.LeaseKey("b")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Fatalf("node b's lease in %s: %v, want none", kv.Bucket(), err)
+		}
 	}
 	// Node b's subjects: no subscription, no API request as b.
 	sub, err := nc.SubscribeSync(messaging.NodeSubject("b", messaging.NodeVerbLogs))

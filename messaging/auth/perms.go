@@ -94,9 +94,16 @@ func PermissionsOf(role Role, node string) (jwt.Permissions, error) {
 		}
 		assign := messaging.KVSubject(messaging.BucketAssignments, messaging.AssignmentFilter(node))
 		lease := messaging.KVSubject(messaging.BucketLeases, messaging.LeaseKey(node))
+		heartbeat := messaging.KVSubject(messaging.BucketHeartbeats, messaging.LeaseKey(node))
 		p.Pub.Allow.Add(
 			messaging.NodeAPISubject(node, ">"),
 			jsAPI+"INFO",
+			heartbeat,
+			jsAPI+"STREAM.INFO."+messaging.KVStream(messaging.BucketHeartbeats),
+			jsAPI+"DIRECT.GET."+messaging.KVStream(messaging.BucketHeartbeats)+"."+heartbeat,
+			// The leases bucket, where agents of before BucketHeartbeats
+			// write (and where an agent writes against an older control
+			// plane).
 			lease,
 			jsAPI+"STREAM.INFO."+messaging.KVStream(messaging.BucketLeases),
 			jsAPI+"DIRECT.GET."+messaging.KVStream(messaging.BucketLeases)+"."+lease,

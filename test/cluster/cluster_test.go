@@ -42,6 +42,7 @@ var allStreams = []string{
 	messaging.KVStream(messaging.BucketObjects),
 	messaging.KVStream(messaging.BucketAssignments),
 	messaging.KVStream(messaging.BucketLeases),
+	messaging.KVStream(messaging.BucketHeartbeats),
 	messaging.KVStream(messaging.BucketLeader),
 	messaging.KVStream(messaging.BucketClaims),
 	messaging.KVStream(messaging.BucketJoinTokens),
@@ -93,10 +94,10 @@ func TestClusterServerKilledUnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Agents read edge-assign and edge-leases by direct gets (their
-		// permissions name the subjects); the others are read from the
-		// stream leader.
-		wantDirect := s == messaging.KVStream(messaging.BucketAssignments) || s == messaging.KVStream(messaging.BucketLeases)
+		// Agents read edge-assign, edge-heartbeats and edge-leases by
+		// direct gets (their permissions name the subjects); the others
+		// are read from the stream leader.
+		wantDirect := s == messaging.KVStream(messaging.BucketAssignments) || s == messaging.KVStream(messaging.BucketLeases) || s == messaging.KVStream(messaging.BucketHeartbeats)
 		if got := st.CachedInfo().Config.AllowDirect; got != wantDirect {
 			t.Errorf("stream %s: direct gets %v, want %v", s, got, wantDirect)
 		}

@@ -217,7 +217,7 @@ func run(ctx context.Context, cfg config) error {
 
 	// Heartbeat load.
 	window := max(cfg.heartbeat, 10*time.Second)
-	lease0, err := lastSeq(ctx, js, "KV_"+messaging.BucketLeases)
+	lease0, err := lastSeq(ctx, js, "KV_"+messaging.BucketHeartbeats)
 	if err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ func run(ctx context.Context, cfg config) error {
 	case <-time.After(window):
 	}
 	p1, el := readProc(os.Getpid()), time.Since(w0)
-	lease1, err := lastSeq(ctx, js, "KV_"+messaging.BucketLeases)
+	lease1, err := lastSeq(ctx, js, "KV_"+messaging.BucketHeartbeats)
 	if err != nil {
 		return err
 	}
