@@ -18,6 +18,9 @@ type Client struct {
 	nc *nats.Conn
 	// node, when set, sends the requests as the agent of that node.
 	node string
+	// user, when set, sends the requests on that RBAC user's prefix
+	// (user.go), detected from the connection's creds.
+	user string
 }
 
 // New wraps an existing connection. The caller keeps ownership of nc.
@@ -28,6 +31,9 @@ func New(nc *nats.Conn, opts ...Option) *Client {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.node == "" {
+		c.user = userOf(nc)
 	}
 	return c
 }
@@ -50,6 +56,9 @@ func (c *Client) call(ctx context.Context, verb string, req, out any) error {
 		defer cancel()
 	}
 	subject := c.subject(verb)
+	if _, served := c.userSubject(verb); c.user != "" && c.node == "" && !served {
+		return Errorf(CodeForbidden, "%s: not available to RBAC user %q (docs/rbac.md lists what users may reach)", verb, c.user)
+	}
 	msg, err := c.request(ctx, subject, body)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
@@ -121,6 +130,16 @@ func (c *Client) Apply(ctx context.Context, obj manifests.Object) (string, manif
 		return "", nil, err
 	}
 	return c.ApplyRaw(ctx, raw, false)
+}
+
+// ApplyDryRun is Apply as a server-side dry run: the object is checked and
+// admitted as it would be (defaults, quotas) and nothing is stored.
+func (c *Client) ApplyDryRun(ctx context.Context, obj manifests.Object) (string, manifests.Object, error) {
+	raw, err := encode(obj)
+	if err != nil {
+		return "", nil, err
+	}
+	return c.ApplyRaw(ctx, raw, true)
 }
 
 // Get reads one object. resource is a plural resource name ("pods").
@@ -210,6 +229,10 @@ type Event struct {
 // changes until ctx is done. Changes at or below the listed revision are
 // dropped, so nothing is seen twice or missed between list and watch.
 func (c *Client) Watch(ctx context.Context, resource, namespace, selector string) (<-chan Event, error) {
+	if c.user != "" && c.node == "" {
+		// The watch subjects would bypass RBAC (docs/rbac.md).
+		return nil, Errorf(CodeForbidden, "watch %s: not available to RBAC user %q: get or list instead (docs/rbac.md)", resource, c.user)
+	}
 	k, err := manifests.KindForResource(resource)
 	if err != nil {
 		return nil, Errorf(CodeNotFound, "%v", err)

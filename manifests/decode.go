@@ -694,9 +694,11 @@ func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string, depth in
 		}
 		v := w.value(p.val, f.typ, fp, depth+1)
 		w.lenient = lenient
-		if v == nil || (f.omitEmpty && isEmpty(v)) {
+		if v == nil || (f.omitEmpty && f.typ.Kind() != reflect.Pointer && isEmpty(v)) {
 			// Absent, or empty where encoding would omit it: leave the
-			// field nil so that decoding and re-encoding agree.
+			// field nil so that decoding and re-encoding agree. A pointer
+			// to an empty struct ("emptyDir: {}") is kept: it is encoded
+			// and it means something.
 			continue
 		}
 		out[p.key] = v

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/controlplane/controller"
+	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
 )
 
@@ -143,9 +144,11 @@ func (a *Admission) AdmitCreate(ctx context.Context, obj manifests.Object) (func
 			return nil, err
 		}
 		q.Status = manifests.ResourceQuotaStatus{Hard: copyList(q.Spec.Hard), Used: used}
-		a.learn("resourcequotas", ns, q.Name)
+		if !store.IsDryRun(ctx) {
+			a.learn("resourcequotas", ns, q.Name)
+		}
 	}
-	if lr, ok := obj.(*manifests.LimitRange); ok {
+	if lr, ok := obj.(*manifests.LimitRange); ok && !store.IsDryRun(ctx) {
 		a.learn("limitranges", ns, lr.Name)
 	}
 	quotas, err := a.quotas(ctx, ns)
@@ -241,6 +244,9 @@ func (a *Admission) charge(ctx context.Context, k manifests.Kind, meta *manifest
 			}
 			return false, forbidden(k, meta, "exceeded quota: %s, requested: %s, used: %s, limited: %s",
 				q.Name, strings.Join(req, ","), strings.Join(u, ","), strings.Join(lim, ","))
+		}
+		if store.IsDryRun(ctx) {
+			return false, nil // fits; a dry run charges nothing
 		}
 		for _, n := range names {
 			used[n] = formatQuantity(n, used[n].MilliValue()+delta[n])

@@ -38,7 +38,21 @@ func TestAdmissionThroughAPI(t *testing.T) {
 	}
 	_, _, err := c.Apply(ctx, pod("big", nil, manifests.ResourceList{"memory": "512Mi"}))
 	wantForbidden(t, err, `pods "big" is forbidden: maximum memory usage per Container is 256Mi, but limit is 512Mi`)
-	_, obj, err := c.Apply(ctx, pod("a", nil, nil))
+	// A server-side dry run is admitted as a create (defaults shown,
+	// quota checked) and charges nothing.
+	_, obj, err := c.ApplyDryRun(ctx, pod("a", nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := obj.(*manifests.Pod).Spec.Containers[0].Resources.Limits["memory"]; got != "128Mi" {
+		t.Fatalf("dry run: memory limit = %q, want the LimitRange default 128Mi", got)
+	}
+	_, _, err = c.ApplyDryRun(ctx, pod("big", nil, manifests.ResourceList{"memory": "512Mi"}))
+	wantForbidden(t, err, `pods "big" is forbidden: maximum memory usage per Container is 256Mi`)
+	if q, err := c.Get(ctx, "resourcequotas", "default", "q"); err != nil || q.(*manifests.ResourceQuota).Status.Used["pods"] != "0" {
+		t.Fatalf("quota after dry runs: %+v %v, want pods used 0", q, err)
+	}
+	_, obj, err = c.Apply(ctx, pod("a", nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +60,8 @@ func TestAdmissionThroughAPI(t *testing.T) {
 		t.Fatalf("memory limit = %q, want the LimitRange default 128Mi", got)
 	}
 	_, _, err = c.Apply(ctx, pod("b", nil, nil))
+	wantForbidden(t, err, `pods "b" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1`)
+	_, _, err = c.ApplyDryRun(ctx, pod("b", nil, nil))
 	wantForbidden(t, err, `pods "b" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1`)
 	got, err := c.Get(ctx, "resourcequotas", "default", "q")
 	if err != nil {

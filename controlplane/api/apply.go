@@ -108,7 +108,13 @@ func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests
 			return "", nil, err
 		}
 		if dryRun {
+			// Admission runs (LimitRange defaults, quota refusals) and
+			// charges nothing, as a Kubernetes server-side dry run.
+			obj, err = s.st.Admit(ctx, in)
 			s.settle(ctx, alloc, false)
+			if err != nil {
+				return "", nil, err
+			}
 		} else {
 			obj, err = s.st.Create(ctx, in)
 			s.settle(ctx, alloc, err == nil)

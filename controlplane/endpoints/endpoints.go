@@ -181,7 +181,7 @@ func Subsets(svc *manifests.Service, pods []*manifests.Pod) []manifests.Endpoint
 			g = &group{ports: ports}
 			groups[k] = g
 		}
-		addr := address(p)
+		addr := address(p, svc.Name)
 		if manifests.IsPodReady(p) || svc.Spec.PublishNotReadyAddresses {
 			g.ready = append(g.ready, addr)
 		} else {
@@ -203,7 +203,11 @@ func Subsets(svc *manifests.Service, pods []*manifests.Pod) []manifests.Endpoint
 	return out
 }
 
-func address(p *manifests.Pod) manifests.EndpointAddress {
+// address is p's endpoint address in the Service named svc. Like
+// Kubernetes, it carries the pod's hostname only in the Service its
+// subdomain names (a StatefulSet's governing Service), so that another
+// Service selecting the pod gives it no per-pod DNS name.
+func address(p *manifests.Pod, svc string) manifests.EndpointAddress {
 	a := manifests.EndpointAddress{
 		IP:        p.Status.PodIP,
 		TargetRef: &manifests.ObjectReference{Kind: "Pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID},
@@ -212,7 +216,7 @@ func address(p *manifests.Pod) manifests.EndpointAddress {
 		node := p.Spec.NodeName
 		a.NodeName = &node
 	}
-	if p.Spec.Hostname != "" && p.Spec.Subdomain != "" {
+	if p.Spec.Hostname != "" && p.Spec.Subdomain == svc {
 		a.Hostname = p.Spec.Hostname
 	}
 	return a

@@ -222,3 +222,24 @@ func TestSyncSkipsSelectorlessAndQueuesOnPodChange(t *testing.T) {
 		t.Fatalf("queued %q", key)
 	}
 }
+
+// A pod's hostname is in the Endpoints of the Service its subdomain names
+// only.
+func TestHostnameOnlyInTheSubdomainService(t *testing.T) {
+	f := newFixture(t)
+	sel := map[string]string{"app": "db"}
+	f.write(newService("db", sel))
+	f.write(newService("other", sel))
+	p := newPod("db-0", "10.244.0.5", true, sel)
+	p.Spec.Hostname, p.Spec.Subdomain = "db-0", "db"
+	f.write(p)
+	for svc, want := range map[string]string{"db": "db-0", "other": ""} {
+		ep := f.sync("default/" + svc)
+		if ep == nil || len(ep.Subsets) != 1 || len(ep.Subsets[0].Addresses) != 1 {
+			t.Fatalf("%s: endpoints %+v", svc, ep)
+		}
+		if got := ep.Subsets[0].Addresses[0].Hostname; got != want {
+			t.Errorf("%s: hostname %q, want %q", svc, got, want)
+		}
+	}
+}

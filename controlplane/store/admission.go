@@ -29,3 +29,41 @@ func (s *Store) admitter() Admitter {
 	}
 	return nil
 }
+
+type dryRunKey struct{}
+
+// WithDryRun marks ctx as a dry run: admission checks and completes but
+// charges nothing.
+func WithDryRun(ctx context.Context) context.Context {
+	return context.WithValue(ctx, dryRunKey{}, true)
+}
+
+// IsDryRun reports whether ctx is a dry run (WithDryRun).
+func IsDryRun(ctx context.Context) bool {
+	v, _ := ctx.Value(dryRunKey{}).(bool)
+	return v
+}
+
+// Admit returns obj as Create would store it after admission (LimitRange
+// defaults applied; refused as a create over quota would be), storing and
+// charging nothing: a server-side dry run of a create.
+func (s *Store) Admit(ctx context.Context, obj manifests.Object) (manifests.Object, error) {
+	_, ns, err := target(obj)
+	if err != nil {
+		return nil, err
+	}
+	obj, err = clone(obj)
+	if err != nil {
+		return nil, err
+	}
+	obj.GetObjectMeta().Namespace = ns
+	adm := s.admitter()
+	if adm == nil {
+		return obj, nil
+	}
+	undo, err := adm.AdmitCreate(WithDryRun(ctx), obj)
+	if undo != nil {
+		undo(context.WithoutCancel(ctx))
+	}
+	return obj, err
+}
