@@ -21,6 +21,10 @@ func AsNode(node string) Option { return func(c *Client) { c.node = node } }
 
 // subject is where a request of verb goes.
 func (c *Client) subject(verb string) string {
+	if c.user != "" && c.node == "" {
+		s, _ := c.userSubject(verb)
+		return s
+	}
 	if c.node != "" {
 		return messaging.NodeAPISubject(c.node, verb)
 	}

@@ -70,6 +70,12 @@ type Config struct {
 	// (host:port, or DNSAddrGateway for port 53 of the pod bridge gateway);
 	// empty: no DNS server.
 	DNSAddr string
+	// IngressHTTPAddr and IngressHTTPSAddr are where the Ingress proxy
+	// (edgeagent/ingress, docs/ingress.md) serves HTTP and HTTPS
+	// (host:port; empty: not served). IngressReady, if set, is called
+	// with each bound address.
+	IngressHTTPAddr, IngressHTTPSAddr string
+	IngressReady                      func(addr string, useTLS bool)
 	// HostPaths says which hostPath volumes pods may use
 	// (--allow-host-path); nil refuses them all.
 	HostPaths *HostPathPolicy
@@ -86,6 +92,10 @@ type Config struct {
 	// it runs, in case a notification was lost without a sign
 	// (DefaultAssignmentsCheckInterval, 5 min, when 0).
 	AssignmentsCheckInterval time.Duration
+	// VolumeCleanupInterval is how often the agent removes the directories
+	// of deleted volumes (volumes_pvc.go; DefaultVolumeCleanupInterval
+	// when 0).
+	VolumeCleanupInterval time.Duration
 }
 
 func (c *Config) defaults() error {
@@ -158,6 +168,8 @@ type Agent struct {
 	// svc is the Services snapshot, proxy and DNS (nil unless
 	// Config.ServiceProxy or Config.DNSAddr).
 	svc *services
+	// ing is the Ingress proxy (nil unless an Ingress address is set).
+	ing *ingresses
 	// metrics are the Prometheus figures (metrics.go); nil unless
 	// Config.MetricsListen.
 	metrics *agentMetrics
@@ -229,8 +241,11 @@ func newAgent(nc *nats.Conn, cfg Config) (*Agent, error) {
 		db.Close()
 		return nil, err
 	}
-	if cfg.ServiceProxy || cfg.DNSAddr != "" {
+	if cfg.ServiceProxy || cfg.DNSAddr != "" || cfg.IngressHTTPAddr != "" || cfg.IngressHTTPSAddr != "" {
 		a.svc = newServices(a)
+	}
+	if cfg.IngressHTTPAddr != "" || cfg.IngressHTTPSAddr != "" {
+		a.ing = newIngresses(a)
 	}
 	if (cfg.Runtimes[manifests.RuntimeOCI] != nil || cfg.Runtimes[manifests.RuntimeWasm] != nil) && !cfg.PassImages {
 		store, err := images.Open(filepath.Join(cfg.DataDir, "images"))
@@ -278,6 +293,11 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	defer stopExec()
+	stopTunnels, err := a.serveTunnels(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopTunnels()
 	stopPrepull, err := a.servePrepull(ctx)
 	if err != nil {
 		return err
@@ -309,11 +329,15 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.svc != nil {
 		a.goRun(func() { a.svc.run(ctx) })
 	}
+	if a.ing != nil {
+		a.goRun(func() { a.ing.run(ctx) })
+	}
 	a.goRun(func() { a.heartbeatLoop(ctx, js) })
 	if a.cfg.UsageInterval > 0 {
 		a.goRun(func() { a.usageLoop(ctx) })
 	}
 	a.goRun(func() { a.watchAssignments(ctx, js) })
+	a.goRun(func() { a.volumeCleanupLoop(ctx) }) // volumes_pvc.go
 	a.log.Info("agent started", "address", a.cfg.Address, "dataDir", a.cfg.DataDir)
 	a.goRun(func() { a.notifySystemd(ctx) }) // READY=1 and WATCHDOG=1 (sdnotify.go)
 	<-ctx.Done()

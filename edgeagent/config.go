@@ -125,7 +125,8 @@ func (w *podWorker) mounts(ctx context.Context, pod *manifests.Pod, spec *manife
 				return nil, err
 			}
 		}
-		out = append(out, runtime.Mount{HostPath: host, ContainerPath: vm.MountPath, ReadOnly: vm.ReadOnly})
+		readOnly := vm.ReadOnly || (v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ReadOnly)
+		out = append(out, runtime.Mount{HostPath: host, ContainerPath: vm.MountPath, ReadOnly: readOnly})
 	}
 	return out, nil
 }
@@ -181,6 +182,8 @@ func (w *podWorker) volumePath(ctx context.Context, pod *manifests.Pod, v manife
 			}
 		}
 		return dir, writeVolume(dir, files, v.Secret.Items)
+	case v.PersistentVolumeClaim != nil: // volumes_pvc.go
+		return w.claimVolumePath(ctx, pod, v, src)
 	}
 	return "", fmt.Errorf("volume %s: no supported source", v.Name)
 }

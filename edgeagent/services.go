@@ -204,6 +204,7 @@ func (s *services) apply() {
 	if s.dns != nil {
 		s.dns.Update(names)
 	}
+	s.a.ing.changed() // the Ingress routes follow Services and Endpoints
 }
 
 // toSnapshot converts the API objects for the proxy and the DNS server.
@@ -231,6 +232,12 @@ func toSnapshot(svcs map[string]*manifests.Service, eps map[string]*manifests.En
 					for _, a := range ss.Addresses {
 						if ip, err := netip.ParseAddr(a.IP); err == nil && !slices.Contains(d.IPs, ip) {
 							d.IPs = append(d.IPs, ip)
+						}
+						if ip, err := netip.ParseAddr(a.IP); err == nil && a.Hostname != "" { // dns/hosts.go
+							if d.Hosts == nil {
+								d.Hosts = map[string][]netip.Addr{}
+							}
+							d.Hosts[a.Hostname] = append(d.Hosts[a.Hostname], ip)
 						}
 					}
 				}

@@ -2,9 +2,12 @@ package edgectl
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeorch/edgeorch/manifests"
 )
 
 func TestCompletionScripts(t *testing.T) {
@@ -39,7 +42,15 @@ func completions(t *testing.T, args ...string) ([]string, string) {
 func TestCompletionKindsOffline(t *testing.T) {
 	down := closedURL(t)
 	got, dir := completions(t, "--server", down, "get", "")
-	want := "configmaps cronjobs daemonsets deployments endpoints events jobs limitranges namespaces nodes pods replicasets resourcequotas rollouts secrets services"
+	var resources []string // every kind's resource name, sorted
+	for _, k := range manifests.Kinds() {
+		resources = append(resources, k.Resource)
+	}
+	sort.Strings(resources)
+	want := strings.Join(resources, " ")
+	if len(resources) < 20 || !strings.Contains(want, "deployments") {
+		t.Fatalf("kinds: %s", want)
+	}
 	if strings.Join(got, " ") != want || dir != ":4" {
 		t.Errorf("get kinds: %q %s, want %q :4 (no file completion)", got, dir, want)
 	}

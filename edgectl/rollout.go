@@ -115,7 +115,7 @@ type rolloutStatusOptions struct {
 func newRolloutStatusCmd(o *options) *cobra.Command {
 	s := &rolloutStatusOptions{options: o}
 	cmd := &cobra.Command{
-		Use:   "status (deployment|daemonset|rollout)/NAME",
+		Use:   "status (deployment|daemonset|statefulset|rollout)/NAME",
 		Short: "Show the status of a rollout, waiting until it finishes",
 		Long: `Show the status of a rollout. By default it watches the object and prints
 a line whenever the progress changes, until the rollout finishes (exit 0), its
@@ -123,7 +123,7 @@ progress deadline is exceeded (exit 1) or --timeout passes (exit 1).`,
 		Example: `  edgectl rollout status deployment/web
   edgectl rollout status daemonset/agent-probe --timeout=2m`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := parseWorkloadArg(cmd, args, "Deployment", "DaemonSet", "Rollout")
+			k, name, err := parseWorkloadArg(cmd, args, "Deployment", "DaemonSet", "StatefulSet", "Rollout")
 			if err != nil {
 				return err
 			}
@@ -145,6 +145,8 @@ func rolloutStatus(obj manifests.Object, revision int64) (string, bool, error) {
 		return deploymentRolloutStatus(v, revision)
 	case *manifests.DaemonSet:
 		return daemonSetRolloutStatus(v)
+	case *manifests.StatefulSet: // rollout_statefulset.go
+		return statefulSetRolloutStatus(v)
 	case *manifests.Rollout:
 		return fleetRolloutStatus(v)
 	}
@@ -675,13 +677,13 @@ func newRolloutPauseCmd(o *options, pause bool) *cobra.Command {
 
 func newRolloutRestartCmd(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:   "restart (deployment|daemonset)/NAME",
-		Short: "Replace every pod of a Deployment or DaemonSet by a rollout",
+		Use:   "restart (deployment|daemonset|statefulset)/NAME",
+		Short: "Replace every pod of a Deployment, DaemonSet or StatefulSet by a rollout",
 		Long: `Restart sets the kubectl.kubernetes.io/restartedAt annotation of the pod
 template to the current time, which rolls out new pods.`,
 		Example: "  edgectl rollout restart deployment/web",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, name, err := parseWorkloadArg(cmd, args, "Deployment", "DaemonSet")
+			k, name, err := parseWorkloadArg(cmd, args, "Deployment", "DaemonSet", "StatefulSet")
 			if err != nil {
 				return err
 			}
@@ -695,6 +697,8 @@ template to the current time, which rolls out new pods.`,
 					}
 					t = &v.Spec.Template
 				case *manifests.DaemonSet:
+					t = &v.Spec.Template
+				case *manifests.StatefulSet:
 					t = &v.Spec.Template
 				default:
 					return fmt.Errorf("%s is a %T", name, obj)

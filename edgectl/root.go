@@ -200,14 +200,19 @@ func newRoot(streams IOStreams) (*cobra.Command, *options) {
 		newVersionCmd(o),
 		newRolloutCmd(o),
 		newScaleCmd(o),
+		newAutoscaleCmd(o), // autoscale.go
 		newPrepullCmd(o),
 		newTokenCmd(o),
 		newNodeCmd(o),
+		newUserCmd(o),
+		newAuthCmd(o),
 		newTopCmd(o),
 		newConfigCmd(o),
 		newCompletionCmd(o),
 		newDiffCmd(o),
 		newCreateCmd(o),
+		newPortForwardCmd(o),
+		newCpCmd(o),
 	)
 	registerCompletions(root, o)
 	return root, o

@@ -20,9 +20,9 @@ type scaleOptions struct {
 func newScaleCmd(o *options) *cobra.Command {
 	s := &scaleOptions{options: o}
 	cmd := &cobra.Command{
-		Use:   "scale (deployment|replicaset|job)/NAME --replicas=N",
-		Short: "Set the number of replicas of a Deployment or ReplicaSet (a Job's parallelism)",
-		Long: `Set spec.replicas of a Deployment or ReplicaSet, or spec.parallelism of a Job.
+		Use:   "scale (deployment|replicaset|statefulset|job)/NAME --replicas=N",
+		Short: "Set the number of replicas of a Deployment, ReplicaSet or StatefulSet (a Job's parallelism)",
+		Long: `Set spec.replicas of a Deployment, ReplicaSet or StatefulSet, or spec.parallelism of a Job.
 With --current-replicas the change is made only if the current size matches.`,
 		Example: `  edgectl scale deployment/web --replicas=6
   edgectl scale rs web-5d8f7c9b4 --replicas=0
@@ -37,7 +37,7 @@ With --current-replicas the change is made only if the current size matches.`,
 			if err := checkDryRun(s.dryRun); err != nil {
 				return usageErrorf(cmd, "%v", err)
 			}
-			k, name, err := parseWorkloadArg(cmd, args, "Deployment", "ReplicaSet", "Job")
+			k, name, err := parseWorkloadArg(cmd, args, "Deployment", "ReplicaSet", "StatefulSet", "Job")
 			if err != nil {
 				return err
 			}
@@ -117,6 +117,8 @@ func scaleObject(obj manifests.Object, replicas, current int32) error {
 	case *manifests.Deployment:
 		p = &v.Spec.Replicas
 	case *manifests.ReplicaSet:
+		p = &v.Spec.Replicas
+	case *manifests.StatefulSet:
 		p = &v.Spec.Replicas
 	case *manifests.Job:
 		p = &v.Spec.Parallelism

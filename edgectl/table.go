@@ -57,10 +57,28 @@ func tableHeaders(k manifests.Kind, o tableOptions) []string {
 		h = rolloutHeaders()
 	case "CronJob":
 		h = cronJobHeaders(o.Wide)
+	case "HorizontalPodAutoscaler":
+		h = hpaHeaders()
+	case "StatefulSet": // table_statefulsets.go
+		h = statefulSetHeaders(o.Wide)
+	case "ControllerRevision":
+		h = controllerRevisionHeaders()
 	case "ResourceQuota":
 		h = quotaHeaders()
 	case "LimitRange":
 		h = limitRangeHeaders()
+	case "PersistentVolume": // table_storage.go
+		h = persistentVolumeHeaders()
+	case "PersistentVolumeClaim":
+		h = persistentVolumeClaimHeaders()
+	case "StorageClass":
+		h = storageClassHeaders()
+	case "Ingress":
+		h = ingressHeaders()
+	case "Role", "ClusterRole": // table_rbac.go
+		h = roleHeaders()
+	case "RoleBinding", "ClusterRoleBinding":
+		h = bindingHeaders(o.Wide)
 	default:
 		h = []string{"NAME", "AGE"}
 	}
@@ -137,10 +155,32 @@ func tableRow(obj manifests.Object, o tableOptions) []string {
 		row = rolloutRow(v, name, created)
 	case *manifests.CronJob:
 		row = cronJobRow(v, name, created, now, o.Wide)
+	case *manifests.HorizontalPodAutoscaler:
+		row = hpaRow(v, name, created)
+	case *manifests.StatefulSet: // table_statefulsets.go
+		row = statefulSetRow(v, name, created, o.Wide)
+	case *manifests.ControllerRevision:
+		row = controllerRevisionRow(v, name, created)
 	case *manifests.ResourceQuota:
 		row = quotaRow(v, name, created)
 	case *manifests.LimitRange:
 		row = limitRangeRow(v, name)
+	case *manifests.PersistentVolume: // table_storage.go
+		row = persistentVolumeRow(v, name, created)
+	case *manifests.PersistentVolumeClaim:
+		row = persistentVolumeClaimRow(v, name, created)
+	case *manifests.StorageClass:
+		row = storageClassRow(v, name, created)
+	case *manifests.Ingress:
+		row = ingressRow(v, name, created)
+	case *manifests.Role: // table_rbac.go
+		row = roleRow(&v.ObjectMeta, name)
+	case *manifests.ClusterRole:
+		row = roleRow(&v.ObjectMeta, name)
+	case *manifests.RoleBinding:
+		row = bindingRow(v.RoleRef, v.Subjects, name, created, o.Wide)
+	case *manifests.ClusterRoleBinding:
+		row = bindingRow(v.RoleRef, v.Subjects, name, created, o.Wide)
 	default:
 		row = []string{name, created}
 	}

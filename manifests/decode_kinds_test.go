@@ -9,8 +9,8 @@ import (
 // listing the supported kinds; a near miss gets a suggestion.
 func TestDecodeUnsupportedKindMessage(t *testing.T) {
 	for _, tc := range []struct{ doc, want string }{
-		{"apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: db}\n", `kind: StatefulSet (apps/v1) is not supported; supported kinds: `},
-		{"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\n", `kind: Ingress (networking.k8s.io/v1) is not supported; supported kinds: `},
+		{"apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: db}\n", `kind: PodDisruptionBudget (policy/v1) is not supported; supported kinds: `},
+		{"apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web}\n", `kind: NetworkPolicy (networking.k8s.io/v1) is not supported; supported kinds: `},
 		{"apiVersion: apps/v1\nkind: deployment\nmetadata: {name: web}\n", `kind: deployment (apps/v1) is not supported (did you mean Deployment, apiVersion apps/v1?)`},
 	} {
 		_, err := Decode([]byte(tc.doc))

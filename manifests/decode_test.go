@@ -39,8 +39,8 @@ func TestDecodeErrors(t *testing.T) {
 			`document 1 (Pod "p"): apiVersion: required`},
 		{"missing both", "metadata: {name: p}\n",
 			`document 1: apiVersion: required; kind: required`},
-		{"unsupported kind", "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: d}\n",
-			`document 1 (StatefulSet "d"): kind: StatefulSet (apps/v1) is not supported; supported kinds: ConfigMap, CronJob, DaemonSet, Deployment, Endpoints, Event, Job, LimitRange, Namespace, Node, Pod, ReplicaSet, ResourceQuota, Rollout, Secret, Service (see docs/kinds.md)`},
+		{"unsupported kind", "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: d}\n",
+			`document 1 (PodDisruptionBudget "d"): kind: PodDisruptionBudget (policy/v1) is not supported; supported kinds: ` + strings.Join(kindNames(), ", ") + ` (see docs/kinds.md)`},
 		{"wrong apiVersion", "apiVersion: apps/v1\nkind: Pod\nmetadata: {name: d}\n",
 			`document 1 (Pod "d"): apiVersion: "apps/v1" is not supported for kind Pod (use "v1")`},
 		{"second document", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b, labelz: {}}\n",
@@ -419,5 +419,27 @@ func TestDecodeMergeBomb(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("merge bomb took %v", d)
+	}
+}
+
+// "emptyDir: {}", the usual way to ask for a scratch volume, is an emptyDir
+// volume (an empty struct behind a pointer is kept, not dropped as empty).
+func TestDecodeEmptyDirVolume(t *testing.T) {
+	for _, in := range []string{
+		"apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: x, volumeMounts: [{name: v, mountPath: /v}]}]\n  volumes: [{name: v, emptyDir: {}}]\n",
+		`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"a","image":"x"}],"volumes":[{"name":"v","emptyDir":{}}]}}`,
+	} {
+		objs, err := Decode([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pod := objs[0].(*Pod)
+		if pod.Spec.Volumes[0].EmptyDir == nil {
+			t.Fatalf("emptyDir: {} decoded to no emptyDir: %+v", pod.Spec.Volumes[0])
+		}
+		Default(pod)
+		if err := Validate(pod); err != nil {
+			t.Fatalf("validate: %v", err)
+		}
 	}
 }

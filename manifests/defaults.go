@@ -42,12 +42,22 @@ func Default(obj Object) {
 		defaultWorkload(o)
 	case *CronJob:
 		defaultCronJob(o)
+	case *HorizontalPodAutoscaler:
+		defaultHPA(o)
+	case *StatefulSet:
+		defaultStatefulSet(o)
 	case *Service:
 		defaultService(o)
 	case *Endpoints:
 		defaultEndpoints(o)
 	case *Rollout:
 		defaultRollout(o)
+	case *PersistentVolume:
+		defaultPersistentVolume(o)
+	case *PersistentVolumeClaim:
+		defaultPersistentVolumeClaim(o)
+	case *StorageClass:
+		defaultStorageClass(o)
 	case *Node:
 		if o.Status.Allocatable == nil && o.Status.Capacity != nil {
 			o.Status.Allocatable = make(ResourceList, len(o.Status.Capacity))

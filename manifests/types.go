@@ -204,6 +204,8 @@ type VolumeSource struct {
 	HostPath  *HostPathVolumeSource  `json:"hostPath,omitempty"`
 	ConfigMap *ConfigMapVolumeSource `json:"configMap,omitempty"`
 	Secret    *SecretVolumeSource    `json:"secret,omitempty"`
+	// PersistentVolumeClaim is a claim in the pod's namespace (storage.go).
+	PersistentVolumeClaim *PersistentVolumeClaimVolumeSource `json:"persistentVolumeClaim,omitempty"`
 }
 
 // EmptyDirVolumeSource is a scratch directory living as long as the pod.

@@ -151,6 +151,20 @@ func validate(l *errList, obj Object) {
 		validateWorkload(l, o)
 	case *CronJob:
 		validateCronJob(l, o)
+	case *HorizontalPodAutoscaler:
+		validateHPA(l, o)
+	case *Role, *ClusterRole, *RoleBinding, *ClusterRoleBinding:
+		validateRBAC(l, o)
+	case *StatefulSet:
+		validateStatefulSet(l, o)
+	case *Ingress:
+		validateIngress(l, o)
+	case *PersistentVolume:
+		validatePersistentVolume(l, o)
+	case *PersistentVolumeClaim:
+		validatePersistentVolumeClaim(l, o)
+	case *StorageClass:
+		validateStorageClass(l, o)
 	}
 }
 
@@ -553,9 +567,13 @@ func validateVolume(l *errList, v *Volume, p string, names map[string]bool) {
 		}
 		validateProjection(l, p+".secret", s.Items, s.DefaultMode)
 	}
+	if s := v.PersistentVolumeClaim; s != nil {
+		n++
+		validateClaimVolumeSource(l, p+".persistentVolumeClaim", s)
+	}
 	switch {
 	case n == 0:
-		l.add(p, "required: must specify a volume type (emptyDir, hostPath, configMap or secret)")
+		l.add(p, "required: must specify a volume type (emptyDir, hostPath, configMap, secret or persistentVolumeClaim)")
 	case n > 1:
 		l.add(p, "forbidden: may not specify more than 1 volume type")
 	}
@@ -977,12 +995,20 @@ func ValidateUpdate(newObj, oldObj Object) error {
 	switch n := newObj.(type) {
 	case *Deployment, *ReplicaSet, *DaemonSet, *Job:
 		validateWorkloadUpdate(&l, n, oldObj)
+	case *StatefulSet:
+		validateStatefulSetUpdate(&l, n, oldObj.(*StatefulSet))
 	case *Pod:
 		validatePodUpdate(&l, &n.Spec, &oldObj.(*Pod).Spec)
 	case *Service:
 		validateServiceUpdate(&l, n, oldObj.(*Service))
 	case *Rollout:
 		validateRolloutUpdate(&l, n, oldObj.(*Rollout))
+	case *PersistentVolumeClaim:
+		validatePersistentVolumeClaimUpdate(&l, n, oldObj.(*PersistentVolumeClaim))
+	case *PersistentVolume:
+		validatePersistentVolumeUpdate(&l, n, oldObj.(*PersistentVolume))
+	case *StorageClass:
+		validateStorageClassUpdate(&l, n, oldObj.(*StorageClass))
 	case *ConfigMap:
 		o := oldObj.(*ConfigMap)
 		if isTrue(o.Immutable) {

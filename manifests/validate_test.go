@@ -77,7 +77,7 @@ func TestValidatePod(t *testing.T) {
 		{"request above limit", func(p *Pod) { p.Spec.Containers[0].Resources.Requests["memory"] = "64Mi" }, `spec.containers[0].resources.requests[memory]: invalid value "64Mi": must be less than or equal to memory limit of 32Mi`},
 		{"resource name", func(p *Pod) { p.Spec.Containers[0].Resources.Limits["gpu"] = "1" }, `spec.containers[0].resources.limits: invalid value "gpu": must be a standard resource (cpu, memory, ephemeral-storage, pods) or a prefixed name such as example.com/gpu`},
 		{"extended resource", func(p *Pod) { p.Spec.Containers[0].Resources.Limits["example.com/gpu"] = "1" }, ``},
-		{"volume without source", func(p *Pod) { p.Spec.Volumes[0].ConfigMap = nil }, `spec.volumes[0]: required: must specify a volume type (emptyDir, hostPath, configMap or secret)`},
+		{"volume without source", func(p *Pod) { p.Spec.Volumes[0].ConfigMap = nil }, `spec.volumes[0]: required: must specify a volume type (emptyDir, hostPath, configMap, secret or persistentVolumeClaim)`},
 		{"volume two sources", func(p *Pod) { p.Spec.Volumes[0].EmptyDir = &EmptyDirVolumeSource{} }, `spec.volumes[0]: forbidden: may not specify more than 1 volume type`},
 		{"duplicate volume", func(p *Pod) {
 			p.Spec.Volumes = append(p.Spec.Volumes, Volume{Name: "conf", VolumeSource: VolumeSource{EmptyDir: &EmptyDirVolumeSource{}}})

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -50,6 +51,10 @@ type options struct {
 	creds, joinToken                                           string
 	allowHostPath                                              []string
 	metricsListen                                              string
+
+	// Ingress proxy (docs/ingress.md).
+	ingressAddress                    string
+	ingressHTTPPort, ingressHTTPSPort int
 
 	// Memory (setMemory).
 	gcPercent    int
@@ -100,6 +105,12 @@ func newCommand() *cobra.Command {
 		"proxy Service ClusterIPs (on the dummy link edge-svc) and NodePorts to their endpoints (needs root)")
 	f.StringVar(&o.dnsAddr, "dns-addr", edgeagent.DNSAddrGateway,
 		`address (host:port) of the cluster DNS server; "gateway": port 53 of the pod bridge gateway (needs --pod-network); "" for none`)
+	f.IntVar(&o.ingressHTTPPort, "ingress-http-port", 18080,
+		"port of the Ingress proxy for HTTP (0: off; docs/ingress.md)")
+	f.IntVar(&o.ingressHTTPSPort, "ingress-https-port", 18443,
+		"port of the Ingress proxy for HTTPS, certificates from the Ingresses' TLS Secrets (0: off)")
+	f.StringVar(&o.ingressAddress, "ingress-address", "",
+		"address the Ingress proxy listens on (default: all addresses)")
 	f.StringArrayVar(&o.allowHostPath, "allow-host-path", nil,
 		"allow hostPath volumes under this absolute directory (repeatable; default: hostPath volumes are refused)")
 	f.StringVar(&o.tlsCA, "tls-ca", os.Getenv("EDGE_TLS_CA"),
@@ -311,6 +322,14 @@ func run(ctx context.Context, o options) error {
 	if dnsAddr == edgeagent.DNSAddrGateway && !podNetwork {
 		dnsAddr = "" // no pod bridge, no gateway to serve on
 	}
+	ingressHTTP, err := ingressAddr(o.ingressAddress, o.ingressHTTPPort, "--ingress-http-port")
+	if err != nil {
+		return err
+	}
+	ingressHTTPS, err := ingressAddr(o.ingressAddress, o.ingressHTTPSPort, "--ingress-https-port")
+	if err != nil {
+		return err
+	}
 	hostPaths, err := edgeagent.NewHostPathPolicy(o.allowHostPath)
 	if err != nil {
 		return err
@@ -331,5 +350,18 @@ func run(ctx context.Context, o options) error {
 		PodBridge:         o.podBridge,
 		ServiceProxy:      o.serviceProxy,
 		DNSAddr:           dnsAddr,
+		IngressHTTPAddr:   ingressHTTP,
+		IngressHTTPSAddr:  ingressHTTPS,
 	})
+}
+
+// ingressAddr is the listen address of an Ingress proxy port ("" when 0).
+func ingressAddr(host string, port int, flag string) (string, error) {
+	if port == 0 {
+		return "", nil
+	}
+	if port < 0 || port > 65535 {
+		return "", fmt.Errorf("%s %d: want a port (1-65535) or 0 for off", flag, port)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }

@@ -22,11 +22,17 @@ import (
 //     pod network routes).
 //   - its own resource usage: report (usage; its pods' figures count
 //     only for pods bound to it, see usage.go).
+//   - ingresses: get, list, watch (the Ingress proxy, on every node);
+//     a Secret: get, also when an Ingress of its namespace names it in
+//     spec.tls (a deliberate widening, docs/security.md).
+//   - PersistentVolumeClaims and PersistentVolumes its pods use: get;
+//     its volumes being deleted: remove their cleanup finalizer
+//     (authz_volumes.go).
 //
 // Anything else is Forbidden, naming node, verb and object.
 
 // nodeReadable are the resources every node may get and list.
-var nodeReadable = map[string]bool{"services": true, "endpoints": true, "nodes": true}
+var nodeReadable = map[string]bool{"services": true, "endpoints": true, "nodes": true, "ingresses": true}
 
 func forbidden(node, verb, resource, namespace, name, why string) error {
 	obj := resource
@@ -59,7 +65,7 @@ func (s *Server) authorizeNode(ctx context.Context, node, verb string, body []by
 		}
 		ns := namespaceFor(k, req.Namespace)
 		switch k.Resource {
-		case "nodes", "services", "endpoints":
+		case "nodes", "services", "endpoints", "ingresses":
 			// Its own Node, and what it may list anyway.
 			return nil
 		case "pods":
@@ -75,7 +81,14 @@ func (s *Server) authorizeNode(ctx context.Context, node, verb string, body []by
 			if ok {
 				return nil
 			}
+			if k.Resource == "secrets" {
+				if ok, err := s.usedByIngress(ctx, ns, req.Name); err != nil || ok {
+					return err
+				}
+			}
 			return forbidden(node, verb, k.Resource, ns, req.Name, "no pod bound to it uses it")
+		case "persistentvolumeclaims", "persistentvolumes": // authz_volumes.go
+			return s.authorizeNodeVolumeGet(ctx, node, verb, k.Resource, ns, req.Name)
 		}
 		return forbidden(node, verb, k.Resource, ns, req.Name, "nodes may not read this kind")
 	case messaging.VerbList:
@@ -90,7 +103,7 @@ func (s *Server) authorizeNode(ctx context.Context, node, verb string, body []by
 		if nodeReadable[k.Resource] {
 			return nil
 		}
-		return forbidden(node, verb, k.Resource, "", "", "nodes may only list services, endpoints and nodes")
+		return forbidden(node, verb, k.Resource, "", "", "nodes may only list services, endpoints, nodes and ingresses")
 	case messaging.VerbApply, messaging.VerbUpdate, messaging.VerbUpdateStatus:
 		var raw json.RawMessage
 		if verb == messaging.VerbApply {
@@ -136,6 +149,10 @@ func (s *Server) authorizeNode(ctx context.Context, node, verb string, body []by
 				return nil
 			}
 			return forbidden(node, verb, k.Resource, ns, meta.Name, "the pod is not bound to it")
+		case *manifests.PersistentVolume: // authz_volumes.go
+			if verb == messaging.VerbUpdate {
+				return s.authorizeNodeVolumeUpdate(ctx, node, verb, o)
+			}
 		case *manifests.Event:
 			if verb == messaging.VerbApply {
 				io := o.InvolvedObject
@@ -183,6 +200,31 @@ func (s *Server) usedByPodOf(ctx context.Context, node, resource, namespace, nam
 		}
 		if podUses(&pod.Spec, resource, name) {
 			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// usedByIngress reports whether an Ingress of namespace names the Secret
+// name in spec.tls: every node serves every Ingress, so every node may
+// read the certificates.
+func (s *Server) usedByIngress(ctx context.Context, namespace, name string) (bool, error) {
+	if name == "" {
+		return false, nil
+	}
+	ings, _, err := s.st.List(ctx, "ingresses", namespace, manifests.Selector{})
+	if err != nil {
+		return false, err
+	}
+	for _, obj := range ings {
+		ing, ok := obj.(*manifests.Ingress)
+		if !ok {
+			continue
+		}
+		for _, t := range ing.Spec.TLS {
+			if t.SecretName == name {
+				return true, nil
+			}
 		}
 	}
 	return false, nil

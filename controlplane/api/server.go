@@ -62,6 +62,8 @@ type Server struct {
 	allocMu sync.Mutex
 	// usage is the bucket of usage reports (usage.go).
 	usage usageBucket
+	// users authorizes RBAC users (user.go, rbacauthz.go).
+	users *userAuthz
 
 	mu       sync.Mutex // guards the fields below and Adds to reqs
 	svc      micro.Service
@@ -140,6 +142,13 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		cancel()
 		_ = svc.Stop()
+		return err
+	}
+	// RBAC users' verbs and the user admin verbs (user.go).
+	if err := s.addUserEndpoints(reqCtx, ctx, svcSec); err != nil {
+		cancel()
+		_ = svc.Stop()
+		_ = svcSec.Stop()
 		return err
 	}
 	// Usage reports come only on the node-scoped subjects (usage.go).

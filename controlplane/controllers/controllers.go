@@ -203,7 +203,12 @@ func runControllers(ctx context.Context, st *store.Store, b *messaging.Buckets, 
 	if err != nil {
 		return err
 	}
-	addWorkloadControllers(st, opts, map[string]*controller.Informer{"pods": pods, "nodes": nodeInf, "daemonsets": dsInf, "jobs": jobInf, "cronjobs": cjInf, "services": svcInf, "endpoints": epInf}, parts)
+	shared := map[string]*controller.Informer{"pods": pods, "nodes": nodeInf, "daemonsets": dsInf, "jobs": jobInf, "cronjobs": cjInf, "services": svcInf, "endpoints": epInf}
+	for r, inf := range addVolumeControllers(parts, st, pods, nodeInf, sched, opts) { // volumes.go
+		shared[r] = inf
+	}
+	shared["horizontalpodautoscalers"] = addHPA(parts, st, b, pods, opts) // hpa.go
+	addWorkloadControllers(st, opts, shared, parts)
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -283,6 +288,7 @@ func addWorkloadControllers(st *store.Store, opts Options, shared map[string]*co
 	}
 
 	parts["rollout controller"] = rollout.Wire(st, infs, events.NewRecorder(st, events.Options{Component: rollout.Name, TTL: opts.EventTTL}))
+	addStatefulSet(parts, st, infs, opts) // statefulset.go
 
 	listers := map[string]gc.Lister{}
 	var all []*controller.Informer

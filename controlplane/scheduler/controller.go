@@ -97,6 +97,9 @@ type Controller struct {
 	marking map[string]string
 	// next is where the next decision starts filtering nodes.
 	next int
+	// vols resolves the PersistentVolumeClaims of pods (volumes.go); nil
+	// until SetVolumeListers.
+	vols *volumes
 }
 
 type bindJob struct {
@@ -360,7 +363,23 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 		c.mu.Unlock()
 		return nil // bound by a binder, or being bound
 	}
-	node, fitErr, next := schedule(pod, c.nodesLocked(), c.next)
+	var (
+		node   string
+		fitErr *FitError
+		next   = c.next
+	)
+	if c.vols != nil && hasClaims(pod) { // volumes.go: only pods with claims
+		var place *manifests.Pod
+		if place, fitErr = c.vols.placement(pod, len(c.nodesLocked())); fitErr == nil {
+			if node, fitErr, next = schedule(place, c.nodesLocked(), c.next); fitErr != nil {
+				fitErr = volumeFitError(fitErr)
+			} else {
+				c.vols.chose(pod, node)
+			}
+		}
+	} else {
+		node, fitErr, next = schedule(pod, c.nodesLocked(), c.next)
+	}
 	if fitErr != nil {
 		c.unfit[key] = true
 		if c.binds == nil {

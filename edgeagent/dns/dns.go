@@ -32,6 +32,9 @@ type Service struct {
 	// ExternalName, when set, makes the name an alias (CNAME) of this DNS
 	// name; IPs are then ignored.
 	ExternalName string
+	// Hosts are the IPs of the pod host names of a headless service, by
+	// host name (hosts.go).
+	Hosts map[string][]netip.Addr
 }
 
 // entry is what one service name resolves to: addresses, or an alias.
@@ -85,6 +88,7 @@ func (s *Server) Update(svcs []Service) {
 			e = entry{cname: strings.ToLower(strings.TrimSuffix(sv.ExternalName, "."))}
 		}
 		m[strings.ToLower(sv.Name+"."+sv.Namespace)] = e
+		addHosts(m, sv)
 	}
 	s.names.Store(&m)
 }
@@ -125,9 +129,15 @@ func (s *Server) resolve(name string, client netip.Addr) (ips entry, rcode int, 
 				return ips, rcodeOK, true
 			}
 		}
+		if e, ok := lookupHost(names, l); ok {
+			return e, rcodeOK, true
+		}
 		return entry{}, rcodeNXDomain, true
 	}
 	l := strings.Split(name, ".")
+	if e, ok := lookupHost(names, l); ok {
+		return e, rcodeOK, true
+	}
 	switch {
 	case len(l) == 3 && l[2] == "svc":
 		if ips, ok := lookup(l[0], l[1]); ok {

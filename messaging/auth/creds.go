@@ -77,6 +77,9 @@ func (c *Creds) Expires() time.Time {
 // its subscribe permissions ending in ".>" whose first token starts with
 // _INBOX; "" when it may subscribe anywhere (nats.go's default works).
 func (c *Creds) InboxPrefix() string {
+	if u := c.UserName(); u != "" {
+		return UserInboxPrefix(u) // two tokens (user.go)
+	}
 	for _, s := range c.Claims.Permissions.Sub.Allow {
 		if p, ok := strings.CutSuffix(s, ".>"); ok && strings.HasPrefix(p, "_INBOX") && !strings.Contains(p, ".") {
 			return p

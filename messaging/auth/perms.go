@@ -29,10 +29,10 @@ const (
 // ParseRole checks a role name.
 func ParseRole(s string) (Role, error) {
 	switch r := Role(s); r {
-	case RoleAdmin, RoleReadonly, RoleNode, RoleJoiner:
+	case RoleAdmin, RoleReadonly, RoleNode, RoleJoiner, RoleUser:
 		return r, nil
 	}
-	return "", fmt.Errorf("role %q: want admin, readonly, node or joiner", s)
+	return "", fmt.Errorf("role %q: want admin, readonly, node, joiner or user", s)
 }
 
 // JetStream API subjects (the parts permissions need).
@@ -119,6 +119,9 @@ func PermissionsOf(role Role, node string) (jwt.Permissions, error) {
 		p.Pub.Allow.Add(streamReadSubjects(messaging.ObjectStream(messaging.StoreModules), "", ">")...)
 		p.Sub.Allow.Add(
 			messaging.NodeInboxPrefix(node)+".>",
+			// Its verbs, with the port-forward and cp sessions
+			// (<verb>.session.<id>, client.TunnelSubject); their data
+			// goes back to the client's inbox (DefaultInboxPrefix.*).
 			messaging.NodeSubjectsFilter(node),
 			// Its assignment changes, republished by the bucket's
 			// stream (core NATS, no consumer per node).
@@ -127,9 +130,14 @@ func PermissionsOf(role Role, node string) (jwt.Permissions, error) {
 			messaging.WatchResourceFilter("services"),
 			messaging.WatchResourceFilter("endpoints"),
 			messaging.WatchResourceFilter("nodes"),
+			// The agent's Ingress proxy (docs/ingress.md).
+			messaging.WatchResourceFilter("ingresses"),
 		)
 		p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 		return p, nil
+	case RoleUser:
+		// node names the RBAC user (user.go).
+		return userPermissions(node)
 	case RoleJoiner:
 		if node == "" {
 			return p, fmt.Errorf("joiner role: token id required")
