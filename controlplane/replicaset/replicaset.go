@@ -349,7 +349,7 @@ func (c *Controller) manage(ctx context.Context, key string, rs *manifests.Repli
 	switch {
 	case diff < 0:
 		n := min(-diff, BurstReplicas)
-		_, err := SlowStartBatch(n, 1, func() error { return c.createPod(ctx, key, rs) })
+		_, err := controller.SlowStartBatch(n, 1, func() error { return c.createPod(ctx, key, rs) })
 		return nil, err
 	case diff > 0:
 		n := min(diff, BurstReplicas)
@@ -457,40 +457,6 @@ func (c *Controller) event(ctx context.Context, obj manifests.Object, typ, reaso
 	if err := rec.Eventf(ctx, obj, typ, reason, format, args...); err != nil {
 		slog.WarnContext(ctx, "record event", "reason", reason, "err", err)
 	}
-}
-
-// SlowStartBatch calls fn count times, in batches growing from initial
-// and doubling while every call succeeds (Kubernetes' slowStartBatch), so
-// that a failing create (quota, invalid template) fails once, not count
-// times. It returns the number of successful calls and the errors of the
-// batch that failed.
-func SlowStartBatch(count, initial int, fn func() error) (int, error) {
-	remaining := count
-	successes := 0
-	for batch := min(remaining, initial); batch > 0; batch = min(2*batch, remaining) {
-		errs := make([]error, batch)
-		var wg sync.WaitGroup
-		for i := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = fn()
-			}()
-		}
-		wg.Wait()
-		failed := 0
-		for _, err := range errs {
-			if err != nil {
-				failed++
-			}
-		}
-		successes += batch - failed
-		if failed > 0 {
-			return successes, errors.Join(errs...)
-		}
-		remaining -= batch
-	}
-	return successes, nil
 }
 
 // PodsToDelete picks n of pods to delete, the least useful first:

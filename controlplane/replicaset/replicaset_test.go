@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -389,24 +388,5 @@ func TestCalculateStatusMinReadySeconds(t *testing.T) {
 	s = CalculateStatus(rs, pods, errors.New("quota"), now)
 	if len(s.Conditions) != 1 || s.Conditions[0].Reason != "FailedCreate" || s.Conditions[0].Status != "True" {
 		t.Errorf("conditions %+v", s.Conditions)
-	}
-}
-
-func TestSlowStartBatch(t *testing.T) {
-	var calls atomic.Int32
-	n, err := SlowStartBatch(10, 1, func() error {
-		if calls.Add(1) == 4 {
-			return errors.New("quota exceeded")
-		}
-		return nil
-	})
-	// Batches of 1, 2 and 4: the third batch fails, the rest is skipped.
-	if err == nil || n != 6 || calls.Load() != 7 {
-		t.Errorf("SlowStartBatch = %d, %v after %d calls; want 6, error, 7 calls", n, err, calls.Load())
-	}
-	calls.Store(0)
-	n, err = SlowStartBatch(5, 1, func() error { calls.Add(1); return nil })
-	if err != nil || n != 5 || calls.Load() != 5 {
-		t.Errorf("SlowStartBatch = %d, %v after %d calls", n, err, calls.Load())
 	}
 }
