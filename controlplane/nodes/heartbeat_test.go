@@ -45,3 +45,21 @@ func TestLastHeartbeatTimeFollowsLease(t *testing.T) {
 		t.Fatalf("after %v: rv %s -> %s, %+v (first %+v)", HeartbeatWriteInterval, rv, rv2, cond, first)
 	}
 }
+
+// The heartbeat write interval grows with the fleet past 600 nodes, so an
+// idle fleet costs at most HeartbeatWritesPerSecond writes a second.
+func TestHeartbeatWriteIntervalScales(t *testing.T) {
+	for _, tc := range []struct {
+		nodes int64
+		want  time.Duration
+	}{{0, 30 * time.Second}, {1, 30 * time.Second}, {600, 30 * time.Second}, {1000, 50 * time.Second}, {10000, 500 * time.Second}} {
+		if got := heartbeatWriteInterval(tc.nodes); got != tc.want {
+			t.Errorf("%d nodes: %v, want %v", tc.nodes, got, tc.want)
+		}
+		if tc.nodes > 0 {
+			if perSecond := float64(tc.nodes) / heartbeatWriteInterval(tc.nodes).Seconds(); perSecond > HeartbeatWritesPerSecond {
+				t.Errorf("%d nodes: %.1f writes/s", tc.nodes, perSecond)
+			}
+		}
+	}
+}
