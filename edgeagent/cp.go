@@ -79,14 +79,11 @@ func (a *Agent) copyFrom(ctx context.Context, m *nats.Msg, inbox string, tgt cop
 		respondTunnel(m, "", copyError(tgt.cpath, err))
 		return
 	}
-	t, session, err := a.openTunnel(client.NodeVerbCopy, inbox)
-	if err != nil {
-		respondTunnel(m, "", client.Errorf(client.CodeInternal, "cp: %v", err))
+	t, closed, ok := a.acceptTunnel(m, client.NodeVerbCopy, inbox, "cp")
+	if !ok {
 		return
 	}
-	openTunnels.Add(1)
-	defer openTunnels.Add(-1)
-	respondTunnel(m, session, nil)
+	defer closed()
 	pr, pw := io.Pipe()
 	go func() {
 		err := client.WriteTar(pw, tgt.root, tgt.rel, path.Base(tgt.cpath), copyMaxBytes.Load())
@@ -96,7 +93,7 @@ func (a *Agent) copyFrom(ctx context.Context, m *nats.Msg, inbox string, tgt cop
 		}
 		pw.Close()
 	}()
-	err = t.Run(ctx, pr, io.Discard)
+	err := t.Run(ctx, pr, io.Discard)
 	pr.CloseWithError(io.ErrClosedPipe) // stops the tar writer if Run failed
 	if err != nil {
 		a.log.Debug("cp from pod ended", "path", tgt.cpath, "err", err)
@@ -133,14 +130,11 @@ func (a *Agent) copyTo(ctx context.Context, m *nats.Msg, inbox string, tgt copyT
 			return
 		}
 	}
-	t, session, err := a.openTunnel(client.NodeVerbCopy, inbox)
-	if err != nil {
-		respondTunnel(m, "", client.Errorf(client.CodeInternal, "cp: %v", err))
+	t, closed, ok := a.acceptTunnel(m, client.NodeVerbCopy, inbox, "cp")
+	if !ok {
 		return
 	}
-	openTunnels.Add(1)
-	defer openTunnels.Add(-1)
-	respondTunnel(m, session, nil)
+	defer closed()
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {

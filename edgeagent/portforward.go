@@ -67,6 +67,20 @@ func respondTunnel(m *nats.Msg, session string, serr *client.StatusError) {
 }
 
 // openTunnel subscribes a session of verb, pointed at the client's inbox.
+// acceptTunnel opens the tunnel of a session of verb and answers m with its
+// id, counting it open until closed is called; ok is false when it could
+// not (m was answered with the error, what names the command).
+func (a *Agent) acceptTunnel(m *nats.Msg, verb, inbox, what string) (t *client.Tunnel, closed func(), ok bool) {
+	t, session, err := a.openTunnel(verb, inbox)
+	if err != nil {
+		respondTunnel(m, "", client.Errorf(client.CodeInternal, "%s: %v", what, err))
+		return nil, nil, false
+	}
+	openTunnels.Add(1)
+	respondTunnel(m, session, nil)
+	return t, func() { openTunnels.Add(-1) }, true
+}
+
 func (a *Agent) openTunnel(verb, inbox string) (*client.Tunnel, string, error) {
 	session := newSessionID()
 	t, err := client.NewTunnel(a.nc, client.TunnelSubject(a.cfg.NodeName, verb, session))
@@ -98,14 +112,11 @@ func (a *Agent) handlePortForward(ctx context.Context, m *nats.Msg) {
 		return
 	}
 	defer conn.Close()
-	t, session, err := a.openTunnel(client.NodeVerbPortForward, req.Inbox)
-	if err != nil {
-		respondTunnel(m, "", client.Errorf(client.CodeInternal, "port-forward: %v", err))
+	t, closed, ok := a.acceptTunnel(m, client.NodeVerbPortForward, req.Inbox, "port-forward")
+	if !ok {
 		return
 	}
-	openTunnels.Add(1)
-	defer openTunnels.Add(-1)
-	respondTunnel(m, session, nil)
+	defer closed()
 	if err := t.Run(ctx, conn, conn); err != nil {
 		a.log.Debug("port-forward session ended", "pod", req.Namespace+"/"+req.Pod, "port", req.Port, "err", err)
 	}

@@ -33,14 +33,20 @@ delete <data-dir>/node.creds on it and start edge-agent with a new
 			if err != nil {
 				return err
 			}
-			if len(res.Keys) == 0 {
-				fmt.Fprintf(o.streams.Out, "node/%s credentials were already revoked\n", res.Node)
-				return nil
-			}
-			fmt.Fprintf(o.streams.Out, "node/%s revoked (%s)\n", res.Node, strings.Join(res.Keys, ", "))
+			printRevoked(o, "node/"+res.Node, res.Keys)
 			return nil
 		},
 	}
 	cmd.AddCommand(revoke)
 	return cmd
+}
+
+// printRevoked says which keys of what (node/NAME, user/NAME) a revoke cut
+// off, or that they already were.
+func printRevoked(o *options, what string, keys []string) {
+	if len(keys) == 0 {
+		fmt.Fprintf(o.streams.Out, "%s credentials were already revoked\n", what)
+		return
+	}
+	fmt.Fprintf(o.streams.Out, "%s revoked (%s)\n", what, strings.Join(keys, ", "))
 }

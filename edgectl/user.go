@@ -81,11 +81,7 @@ bindings stay; a new user create issues fresh credentials.`,
 			if err != nil {
 				return err
 			}
-			if len(res.Keys) == 0 {
-				fmt.Fprintf(o.streams.Out, "user/%s credentials were already revoked\n", res.Name)
-				return nil
-			}
-			fmt.Fprintf(o.streams.Out, "user/%s revoked (%s)\n", res.Name, strings.Join(res.Keys, ", "))
+			printRevoked(o, "user/"+res.Name, res.Keys)
 			return nil
 		},
 	}

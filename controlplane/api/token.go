@@ -129,14 +129,7 @@ func (s *Server) revokeNode(ctx context.Context, body []byte) (any, error) {
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
 			return nil, fmt.Errorf("read keys of node %s: %w", req.Node, err)
 		}
-		var pubs []string
-		now := time.Now().UTC().Format(time.RFC3339)
-		for i := range rec.Keys {
-			if rec.Keys[i].Revoked == "" {
-				pubs = append(pubs, rec.Keys[i].PublicKey)
-				rec.Keys[i].Revoked = now
-			}
-		}
+		pubs := markRevoked(len(rec.Keys), func(i int) (string, *string) { return rec.Keys[i].PublicKey, &rec.Keys[i].Revoked })
 		if len(pubs) == 0 {
 			return client.RevokeResult{Node: req.Node, Keys: []string{}}, nil
 		}
@@ -160,4 +153,19 @@ func isWrongRevision(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, jetstream.ErrKeyExists) ||
 		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+}
+
+// markRevoked marks as revoked now every one of n issued keys not revoked
+// yet (key returns its public key and its revocation time) and returns
+// their public keys.
+func markRevoked(n int, key func(i int) (pub string, revoked *string)) []string {
+	var pubs []string
+	now := time.Now().UTC().Format(time.RFC3339)
+	for i := range n {
+		if pub, revoked := key(i); *revoked == "" {
+			pubs = append(pubs, pub)
+			*revoked = now
+		}
+	}
+	return pubs
 }

@@ -269,14 +269,7 @@ func (s *Server) revokeUser(ctx context.Context, body []byte) (any, error) {
 		if rec == nil {
 			return nil, client.Errorf(client.CodeNotFound, "user %q has no credentials issued by `edgectl user create`: nothing to revoke", req.Name)
 		}
-		var pubs []string
-		now := time.Now().UTC().Format(time.RFC3339)
-		for i := range rec.Keys {
-			if rec.Keys[i].Revoked == "" {
-				pubs = append(pubs, rec.Keys[i].PublicKey)
-				rec.Keys[i].Revoked = now
-			}
-		}
+		pubs := markRevoked(len(rec.Keys), func(i int) (string, *string) { return rec.Keys[i].PublicKey, &rec.Keys[i].Revoked })
 		if len(pubs) == 0 {
 			return client.UserRevokeResult{Name: req.Name, Keys: []string{}}, nil
 		}

@@ -154,23 +154,11 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 }
 
 // CronJobChanged queues a changed CronJob.
-func (c *Controller) CronJobChanged(old, cur manifests.Object) {
-	if cur == nil {
-		cur = old
-	}
-	c.queue.Add(controller.Key(cur))
-}
+func (c *Controller) CronJobChanged(old, cur manifests.Object) { c.queue.AddObject(old, cur) }
 
 // JobChanged queues the CronJob controlling a changed Job.
 func (c *Controller) JobChanged(old, cur manifests.Object) {
-	for _, o := range []manifests.Object{old, cur} {
-		if o == nil {
-			continue
-		}
-		if ref := manifests.GetControllerOf(o); ref != nil && ref.Kind == "CronJob" {
-			c.queue.Add(o.GetObjectMeta().Namespace + "/" + ref.Name)
-		}
-	}
+	c.queue.AddControllerOf("CronJob", old, cur)
 }
 
 // requeueAt syncs key again after d (at most MaxRequeue), replacing an

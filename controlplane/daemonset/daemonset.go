@@ -131,23 +131,11 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 }
 
 // DSChanged queues a changed DaemonSet.
-func (c *Controller) DSChanged(old, cur manifests.Object) {
-	if cur == nil {
-		cur = old
-	}
-	c.queue.Add(controller.Key(cur))
-}
+func (c *Controller) DSChanged(old, cur manifests.Object) { c.queue.AddObject(old, cur) }
 
 // PodChanged queues the DaemonSet controlling a changed pod.
 func (c *Controller) PodChanged(old, cur manifests.Object) {
-	for _, o := range []manifests.Object{old, cur} {
-		if o == nil {
-			continue
-		}
-		if ref := manifests.GetControllerOf(o); ref != nil && ref.Kind == "DaemonSet" {
-			c.queue.Add(o.GetObjectMeta().Namespace + "/" + ref.Name)
-		}
-	}
+	c.queue.AddControllerOf("DaemonSet", old, cur)
 }
 
 // NodeChanged queues every DaemonSet when a node comes, goes or changes

@@ -127,23 +127,11 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 }
 
 // JobChanged queues a changed Job.
-func (c *Controller) JobChanged(old, cur manifests.Object) {
-	if cur == nil {
-		cur = old
-	}
-	c.queue.Add(controller.Key(cur))
-}
+func (c *Controller) JobChanged(old, cur manifests.Object) { c.queue.AddObject(old, cur) }
 
 // PodChanged queues the Job controlling a changed pod.
 func (c *Controller) PodChanged(old, cur manifests.Object) {
-	for _, o := range []manifests.Object{old, cur} {
-		if o == nil {
-			continue
-		}
-		if ref := manifests.GetControllerOf(o); ref != nil && ref.Kind == "Job" {
-			c.queue.Add(o.GetObjectMeta().Namespace + "/" + ref.Name)
-		}
-	}
+	c.queue.AddControllerOf("Job", old, cur)
 }
 
 func finishedCondition(j *manifests.Job) *manifests.JobCondition {

@@ -108,23 +108,11 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 }
 
 // SetChanged queues a changed StatefulSet.
-func (c *Controller) SetChanged(old, cur manifests.Object) {
-	if cur == nil {
-		cur = old
-	}
-	c.queue.Add(controller.Key(cur))
-}
+func (c *Controller) SetChanged(old, cur manifests.Object) { c.queue.AddObject(old, cur) }
 
 // PodChanged queues the StatefulSet controlling a changed pod.
 func (c *Controller) PodChanged(old, cur manifests.Object) {
-	for _, o := range []manifests.Object{old, cur} {
-		if o == nil {
-			continue
-		}
-		if ref := manifests.GetControllerOf(o); ref != nil && ref.Kind == "StatefulSet" {
-			c.queue.Add(o.GetObjectMeta().Namespace + "/" + ref.Name)
-		}
-	}
+	c.queue.AddControllerOf("StatefulSet", old, cur)
 }
 
 // ClaimChanged queues the StatefulSets of the claim's namespace that have
