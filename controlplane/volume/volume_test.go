@@ -21,6 +21,8 @@ type env struct {
 	ctx context.Context
 	st  *store.Store
 	rec *controllertest.Recorder
+	// classes is the controller's StorageClass cache.
+	classes *controller.Informer
 }
 
 func start(t *testing.T) *env {
@@ -51,7 +53,7 @@ func start(t *testing.T) *env {
 		}
 		c.Run(ctx)
 	}()
-	return &env{ctx: ctx, st: e.Store, rec: rec}
+	return &env{ctx: ctx, st: e.Store, rec: rec, classes: infs["storageclasses"]}
 }
 
 func (e *env) create(t *testing.T, obj manifests.Object) manifests.Object {
@@ -231,6 +233,14 @@ func TestStaticVolumeMatched(t *testing.T) {
 
 	wffc, noProv := manifests.VolumeBindingWaitForFirstConsumer, manifests.NoProvisioner
 	e.create(t, &manifests.StorageClass{ObjectMeta: manifests.ObjectMeta{Name: "local-static"}, Provisioner: noProv, VolumeBindingMode: &wffc})
+	// A claim of a class the controller does not know yet binds at once
+	// (as in Kubernetes): wait until its cache has the class.
+	controllertest.Eventually(t, 10*time.Second, func() error {
+		if _, ok := e.classes.Get("local-static"); !ok {
+			return fmt.Errorf("class local-static not in the controller's cache")
+		}
+		return nil
+	})
 	e.create(t, staticVolume("on-a", "node-a", "local-static", "1Gi", ""))
 	e.create(t, staticVolume("on-c", "node-c", "local-static", "1Gi", ""))
 	e.create(t, claimFixture("logs", "local-static", "1Gi"))
