@@ -2,7 +2,9 @@ package manifests
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -210,4 +212,48 @@ func (p *selParser) requirement() (Requirement, error) {
 		}
 	}
 	return Requirement{Key: key, Operator: op, Values: vals}, nil
+}
+
+// Matches ANDs the expressions of t over a node's labels; a term without
+// expressions matches nothing (as in Kubernetes).
+func (t NodeSelectorTerm) Matches(labels map[string]string) bool {
+	if len(t.MatchExpressions) == 0 {
+		return false
+	}
+	for _, r := range t.MatchExpressions {
+		if !r.Matches(labels) {
+			return false
+		}
+	}
+	return true
+}
+
+// Matches reports whether a node's labels satisfy r: In, NotIn, Exists,
+// DoesNotExist, and Gt/Lt comparing integers.
+func (r NodeSelectorRequirement) Matches(labels map[string]string) bool {
+	v, ok := labels[r.Key]
+	switch r.Operator {
+	case "In":
+		return ok && slices.Contains(r.Values, v)
+	case "NotIn":
+		return !ok || !slices.Contains(r.Values, v)
+	case "Exists":
+		return ok
+	case "DoesNotExist":
+		return !ok
+	case "Gt", "Lt":
+		if !ok || len(r.Values) != 1 {
+			return false
+		}
+		have, err1 := strconv.ParseInt(v, 10, 64)
+		want, err2 := strconv.ParseInt(r.Values[0], 10, 64)
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		if r.Operator == "Gt" {
+			return have > want
+		}
+		return have < want
+	}
+	return false
 }

@@ -3,7 +3,6 @@ package manifests
 import (
 	"fmt"
 	"path"
-	"strconv"
 	"strings"
 )
 
@@ -560,47 +559,9 @@ func VolumeReachableFrom(pv *PersistentVolume, labels map[string]string) bool {
 		return true
 	}
 	for _, t := range a.Required.NodeSelectorTerms {
-		if len(t.MatchExpressions) == 0 {
-			continue
-		}
-		all := true
-		for _, r := range t.MatchExpressions {
-			if !nodeRequirementMatches(r, labels) {
-				all = false
-				break
-			}
-		}
-		if all {
+		if t.Matches(labels) {
 			return true
 		}
-	}
-	return false
-}
-
-func nodeRequirementMatches(r NodeSelectorRequirement, labels map[string]string) bool {
-	v, ok := labels[r.Key]
-	switch r.Operator {
-	case "In":
-		return ok && oneOf(v, r.Values...)
-	case "NotIn":
-		return !ok || !oneOf(v, r.Values...)
-	case "Exists":
-		return ok
-	case "DoesNotExist":
-		return !ok
-	case "Gt", "Lt":
-		if !ok || len(r.Values) != 1 {
-			return false
-		}
-		have, err1 := strconv.ParseInt(v, 10, 64)
-		want, err2 := strconv.ParseInt(r.Values[0], 10, 64)
-		if err1 != nil || err2 != nil {
-			return false
-		}
-		if r.Operator == "Gt" {
-			return have > want
-		}
-		return have < want
 	}
 	return false
 }

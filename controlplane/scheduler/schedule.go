@@ -347,59 +347,7 @@ func matchesNodeSelector(pod *manifests.Pod, labels map[string]string) bool {
 	}
 	// Terms are ORed; no term means no node matches.
 	for _, term := range aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
-		if matchesTerm(term, labels) {
-			return true
-		}
-	}
-	return false
-}
-
-// matchesTerm ANDs the expressions of term; an empty term matches nothing.
-func matchesTerm(term manifests.NodeSelectorTerm, labels map[string]string) bool {
-	if len(term.MatchExpressions) == 0 {
-		return false
-	}
-	for _, r := range term.MatchExpressions {
-		if !matchesRequirement(r, labels) {
-			return false
-		}
-	}
-	return true
-}
-
-func matchesRequirement(r manifests.NodeSelectorRequirement, labels map[string]string) bool {
-	v, ok := labels[r.Key]
-	switch r.Operator {
-	case "In":
-		return ok && contains(r.Values, v)
-	case "NotIn":
-		return !ok || !contains(r.Values, v)
-	case "Exists":
-		return ok
-	case "DoesNotExist":
-		return !ok
-	case "Gt", "Lt":
-		if !ok || len(r.Values) != 1 {
-			return false
-		}
-		var have, want int64
-		if _, err := fmt.Sscan(v, &have); err != nil {
-			return false
-		}
-		if _, err := fmt.Sscan(r.Values[0], &want); err != nil {
-			return false
-		}
-		if r.Operator == "Gt" {
-			return have > want
-		}
-		return have < want
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
+		if term.Matches(labels) {
 			return true
 		}
 	}
@@ -553,7 +501,7 @@ func preferredAffinity(pod *manifests.Pod, labels map[string]string) float64 {
 	}
 	var sum float64
 	for _, p := range aff.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
-		if matchesTerm(p.Preference, labels) {
+		if p.Preference.Matches(labels) {
 			sum += float64(p.Weight)
 		}
 	}
