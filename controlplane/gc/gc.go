@@ -132,6 +132,12 @@ func itemKey(resource string, obj manifests.Object) string {
 	return resource + "/" + m.Namespace + "/" + m.Name
 }
 
+// itemResource is the resource of a queue key.
+func itemResource(key string) string {
+	resource, _, _ := splitItemKey(key)
+	return resource
+}
+
 func splitItemKey(key string) (resource, namespace, name string) {
 	parts := strings.SplitN(key, "/", 3)
 	if len(parts) != 3 {
@@ -312,7 +318,7 @@ func (c *Collector) processDeleting(ctx context.Context, key string, obj manifes
 		if err := c.orphanDependents(ctx, obj); err != nil {
 			return err
 		}
-		return c.removeFinalizer(ctx, key, obj, manifests.FinalizerOrphan)
+		return controller.RemoveFinalizer(ctx, c.st, itemResource(key), obj, manifests.FinalizerOrphan)
 	case slices.Contains(m.Finalizers, manifests.FinalizerForeground):
 		blocking := 0
 		var errs []error
@@ -365,7 +371,7 @@ func (c *Collector) processDeleting(ctx context.Context, key string, obj manifes
 		if blocking > 0 {
 			return fmt.Errorf("%d dependents not cached yet: %w", blocking, controller.ErrRetry)
 		}
-		return c.removeFinalizer(ctx, key, obj, manifests.FinalizerForeground)
+		return controller.RemoveFinalizer(ctx, c.st, itemResource(key), obj, manifests.FinalizerForeground)
 	case len(m.Finalizers) == 0:
 		resource, ns, name := splitItemKey(key)
 		if _, err := c.st.Delete(ctx, resource, ns, name, revision(obj)); err != nil && !client.IsNotFound(err) {
@@ -383,32 +389,6 @@ func blocks(dep manifests.Object, owner string) bool {
 		}
 	}
 	return false
-}
-
-// removeFinalizer removes finalizer from obj and deletes obj when no
-// finalizer is left.
-func (c *Collector) removeFinalizer(ctx context.Context, key string, obj manifests.Object, finalizer string) error {
-	cp := manifests.DeepCopy(obj)
-	m := cp.GetObjectMeta()
-	m.Finalizers = slices.DeleteFunc(m.Finalizers, func(f string) bool { return f == finalizer })
-	if len(m.Finalizers) == 0 {
-		m.Finalizers = nil
-	}
-	got, err := c.st.Update(ctx, cp)
-	if err != nil {
-		if client.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("remove finalizer %s: %w", finalizer, err)
-	}
-	if len(m.Finalizers) > 0 {
-		return nil
-	}
-	resource, ns, name := splitItemKey(key)
-	if _, err := c.st.Delete(ctx, resource, ns, name, revision(got)); err != nil && !client.IsNotFound(err) {
-		return fmt.Errorf("delete: %w", err)
-	}
-	return nil
 }
 
 // orphanDependents removes the references to owner from its dependents.

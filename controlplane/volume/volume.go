@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -210,7 +209,7 @@ func (c *Controller) syncClaim(ctx context.Context, key string) error {
 		if len(users) > 0 || !slices.Contains(pvc.Finalizers, manifests.PVCProtectionFinalizer) {
 			return nil // requeued when its last user goes
 		}
-		return c.removeFinalizer(ctx, pvc, "persistentvolumeclaims", manifests.PVCProtectionFinalizer)
+		return controller.RemoveFinalizer(ctx, c.st, "persistentvolumeclaims", pvc, manifests.PVCProtectionFinalizer)
 	}
 	if !slices.Contains(pvc.Finalizers, manifests.PVCProtectionFinalizer) {
 		cp := manifests.DeepCopy(pvc).(*manifests.PersistentVolumeClaim)
@@ -442,7 +441,7 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 	if pv.DeletionTimestamp != nil {
 		if len(pv.Finalizers) == 0 {
 			// The agent removed the directory and the finalizer.
-			return c.deleteNow(ctx, "persistentvolumes", "", pv)
+			return controller.DeleteAt(ctx, c.st, "persistentvolumes", pv)
 		}
 		return nil
 	}
@@ -476,7 +475,7 @@ func (c *Controller) syncVolume(ctx context.Context, name string) error {
 	}
 	if len(pv.Finalizers) == 0 {
 		c.event(ctx, pv, manifests.EventNormal, EventVolumeDeleted, "reclaim policy Delete: volume deleted (its directory is kept: it was not provisioned)")
-		return c.deleteNow(ctx, "persistentvolumes", "", pv)
+		return controller.DeleteAt(ctx, c.st, "persistentvolumes", pv)
 	}
 	// Mark it deleted: the agent of its node removes the directory and
 	// the finalizer, then the volume goes.
@@ -498,34 +497,6 @@ func (c *Controller) setVolumePhase(ctx context.Context, pv *manifests.Persisten
 	cp.Status.Phase, cp.Status.Message = phase, msg
 	if _, err := c.st.Update(ctx, cp); err != nil {
 		return fmt.Errorf("set volume %s %s: %w", pv.Name, phase, err)
-	}
-	return nil
-}
-
-func (c *Controller) removeFinalizer(ctx context.Context, obj manifests.Object, resource, finalizer string) error {
-	cp := manifests.DeepCopy(obj)
-	m := cp.GetObjectMeta()
-	m.Finalizers = slices.DeleteFunc(m.Finalizers, func(f string) bool { return f == finalizer })
-	if len(m.Finalizers) == 0 {
-		m.Finalizers = nil
-	}
-	got, err := c.st.Update(ctx, cp)
-	if err != nil {
-		if client.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("remove finalizer %s from %s %s: %w", finalizer, resource, m.Name, err)
-	}
-	if len(m.Finalizers) > 0 || m.DeletionTimestamp == nil {
-		return nil
-	}
-	return c.deleteNow(ctx, resource, m.Namespace, got)
-}
-
-func (c *Controller) deleteNow(ctx context.Context, resource, namespace string, obj manifests.Object) error {
-	rev, _ := strconv.ParseUint(obj.GetObjectMeta().ResourceVersion, 10, 64)
-	if _, err := c.st.Delete(ctx, resource, namespace, obj.GetObjectMeta().Name, rev); err != nil && !client.IsNotFound(err) {
-		return fmt.Errorf("delete %s %s: %w", resource, obj.GetObjectMeta().Name, err)
 	}
 	return nil
 }
