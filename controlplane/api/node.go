@@ -76,18 +76,7 @@ func (s *Server) addSecurityEndpoints(ctx context.Context) (svc micro.Service, e
 			_ = svc.Stop()
 		}
 	}()
-	verbs := []struct {
-		verb string
-		h    handler
-	}{
-		{messaging.VerbGet, s.get},
-		{messaging.VerbList, s.list},
-		{messaging.VerbApply, s.apply},
-		{messaging.VerbUpdate, s.update},
-		{messaging.VerbUpdateStatus, s.updateStatus},
-		{messaging.VerbDelete, s.delete},
-	}
-	for _, v := range verbs {
+	for _, v := range s.objectVerbs() {
 		name := "node-" + v.verb
 		if err := svc.AddEndpoint(name, s.serve(ctx, name, s.asNode(v.verb, v.h)), micro.WithEndpointSubject(messaging.NodeAPIFilter(v.verb))); err != nil {
 			return nil, fmt.Errorf("start API endpoint %s: %w", name, err)
@@ -122,5 +111,24 @@ func (s *Server) asNode(verb string, h handler) handler {
 			return nil, err
 		}
 		return h(ctx, body)
+	}
+}
+
+// verbHandler is an API verb and its handler.
+type verbHandler struct {
+	verb string
+	h    handler
+}
+
+// objectVerbs are the object verbs the node- and user-scoped subjects
+// serve, each authorized first (asNode, asUser).
+func (s *Server) objectVerbs() []verbHandler {
+	return []verbHandler{
+		{messaging.VerbGet, s.get},
+		{messaging.VerbList, s.list},
+		{messaging.VerbApply, s.apply},
+		{messaging.VerbUpdate, s.update},
+		{messaging.VerbUpdateStatus, s.updateStatus},
+		{messaging.VerbDelete, s.delete},
 	}
 }

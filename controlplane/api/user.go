@@ -66,18 +66,7 @@ func (s *Server) addUserEndpoints(reqCtx, ctx context.Context, svc micro.Service
 		}
 		go s.users.follow(ctx, w)
 	}
-	verbs := []struct {
-		verb string
-		h    handler
-	}{
-		{messaging.VerbGet, s.get},
-		{messaging.VerbList, s.list},
-		{messaging.VerbApply, s.apply},
-		{messaging.VerbUpdate, s.update},
-		{messaging.VerbUpdateStatus, s.updateStatus},
-		{messaging.VerbDelete, s.delete},
-	}
-	for _, v := range verbs {
+	for _, v := range s.objectVerbs() {
 		name := "user-" + v.verb
 		if err := svc.AddEndpoint(name, s.serve(reqCtx, name, s.asUser(v.verb, v.h)), micro.WithEndpointSubject(auth.UserAPIFilter(v.verb))); err != nil {
 			return fmt.Errorf("start API endpoint %s: %w", name, err)
