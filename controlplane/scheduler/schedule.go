@@ -143,6 +143,10 @@ type nodeInfo struct {
 	pods     []*manifests.Pod
 	used     resources
 	owners   map[string]int // pods per controller UID
+	// groups counts the pods by namespace and label set: the default
+	// spreading of a pod without a controller reads one entry per
+	// distinct set (a few) rather than every pod of the node.
+	groups map[string]*labelGroup
 	// uncounted are pods given to Schedule, not yet in pods (see counted);
 	// self is the pod being placed, which they may include.
 	uncounted []*manifests.Pod
@@ -188,6 +192,49 @@ func (ni *nodeInfo) add(p *manifests.Pod) {
 		}
 		ni.owners[uid]++
 	}
+	if len(p.Labels) > 0 {
+		key := groupKey(p)
+		g := ni.groups[key]
+		if g == nil {
+			if ni.groups == nil {
+				ni.groups = map[string]*labelGroup{}
+			}
+			g = &labelGroup{namespace: p.Namespace, labels: p.Labels}
+			ni.groups[key] = g
+		}
+		g.n++
+	}
+}
+
+// labelGroup is the number of a node's pods in one namespace that carry
+// exactly one set of labels.
+type labelGroup struct {
+	namespace string
+	labels    map[string]string // one of the pods' (never changed: cached objects are read-only)
+	n         int
+}
+
+// groupKey names p's namespace and label set: the same for pods whose
+// namespaces and labels are equal.
+func groupKey(p *manifests.Pod) string {
+	keys := make([]string, 0, len(p.Labels))
+	size := len(p.Namespace) + 1
+	for k, v := range p.Labels {
+		keys = append(keys, k)
+		size += len(k) + len(v) + 2
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.Grow(size)
+	b.WriteString(p.Namespace)
+	b.WriteByte(0)
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(p.Labels[k])
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // remove drops the pod namespace/name and reports whether it was there.
@@ -207,6 +254,14 @@ func (ni *nodeInfo) remove(namespace, name string) bool {
 		if uid := controllerUID(p); uid != "" {
 			if ni.owners[uid]--; ni.owners[uid] <= 0 {
 				delete(ni.owners, uid)
+			}
+		}
+		if len(p.Labels) > 0 {
+			key := groupKey(p)
+			if g := ni.groups[key]; g != nil {
+				if g.n--; g.n <= 0 {
+					delete(ni.groups, key)
+				}
 			}
 		}
 		return true
@@ -534,9 +589,9 @@ func (s similarPods) count(ni *nodeInfo) int {
 		return 0
 	}
 	n := 0
-	for _, p := range ni.pods {
-		if p.Namespace == s.namespace && hasLabels(p.Labels, s.labels) {
-			n++
+	for _, g := range ni.groups {
+		if g.namespace == s.namespace && hasLabels(g.labels, s.labels) {
+			n += g.n
 		}
 	}
 	return n

@@ -76,6 +76,31 @@ func BenchmarkDecide10k(b *testing.B) {
 	}
 }
 
+// BenchmarkDecideBarePods is one decision among 1,000 nodes each running
+// 30 pods without a controller (a DaemonSet's, a Deployment's and bare
+// pods of five label sets): the default spreading counts, on every
+// candidate, the pods carrying the new pod's labels.
+func BenchmarkDecideBarePods(b *testing.B) {
+	infos := make([]*nodeInfo, 0, 1000)
+	for i := range 1000 {
+		ni := &nodeInfo{}
+		ni.setNode(node(fmt.Sprintf("node-%04d", i), alloc("4", "4Gi", "110")))
+		for j := range 30 {
+			ni.add(pod(fmt.Sprintf("p-%d-%d", i, j), requests("10m", "16Mi"), podLabels("app", fmt.Sprint(j%5), "tier", "edge")))
+		}
+		infos = append(infos, ni)
+	}
+	p := pod("new", requests("10m", "16Mi"), podLabels("app", "3", "tier", "edge"))
+	next := 0
+	b.ResetTimer()
+	for range b.N {
+		var fe *FitError
+		if _, fe, next = schedule(p, infos, next); fe != nil {
+			b.Fatal(fe)
+		}
+	}
+}
+
 // BenchmarkBind1000 measures the scheduler controller end to end against a
 // real store: 1,000 pending pods of one owner (as a Deployment creates
 // them) are bound to 100 nodes; it reports pods bound per second.

@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/edgeorch/edgeorch/manifests"
@@ -270,5 +272,57 @@ func TestSchedule(t *testing.T) {
 				t.Fatalf("Schedule = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestSimilarPodsCountedByLabelGroups checks the per-node label groups
+// against a count over every pod, through adds and removes.
+func TestSimilarPodsCountedByLabelGroups(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ni := &nodeInfo{}
+	ni.setNode(node("n1", alloc("4", "4Gi", "110")))
+	live := map[string]bool{}
+	randomPod := func(i int) *manifests.Pod {
+		kv := []string{"app", fmt.Sprint(rng.IntN(3))}
+		if rng.IntN(2) == 0 {
+			kv = append(kv, "tier", fmt.Sprint(rng.IntN(2)))
+		}
+		p := pod(fmt.Sprintf("p-%d", i), podLabels(kv...))
+		p.Namespace = []string{"default", "other"}[rng.IntN(2)]
+		return p
+	}
+	for i := range 400 {
+		if len(live) > 0 && rng.IntN(3) == 0 {
+			for _, p := range ni.pods { // remove one at random
+				if rng.IntN(2) == 0 {
+					if !ni.remove(p.Namespace, p.Name) {
+						t.Fatalf("remove %s/%s: not found", p.Namespace, p.Name)
+					}
+					delete(live, p.Namespace+"/"+p.Name)
+					break
+				}
+			}
+		} else {
+			p := randomPod(i)
+			ni.add(p)
+			live[p.Namespace+"/"+p.Name] = true
+		}
+		probe := randomPod(-1)
+		want := 0
+		for _, p := range ni.pods {
+			if p.Namespace == probe.Namespace && hasLabels(p.Labels, probe.Labels) {
+				want++
+			}
+		}
+		if got := countSimilar(probe, ni); got != want {
+			t.Fatalf("step %d: %d pods like %s %v counted, want %d", i, got, probe.Namespace, probe.Labels, want)
+		}
+	}
+	total := 0
+	for _, g := range ni.groups {
+		total += g.n
+	}
+	if total != len(ni.pods) || len(ni.pods) != len(live) {
+		t.Fatalf("groups hold %d pods, node %d, live %d", total, len(ni.pods), len(live))
 	}
 }
