@@ -35,16 +35,19 @@ type Informer struct {
 	items map[string]manifests.Object
 	// keys are the keys of items, sorted, for List; nil when an addition
 	// or deletion made them stale (updates, the common change, do not).
-	keys     []string
-	handlers []Handler
-	synced   chan struct{}
-	once     sync.Once
+	keys []string
+	// controlled are the keys of the objects each controller (by UID)
+	// owns, for ListControlledBy.
+	controlled map[string]map[string]struct{}
+	handlers   []Handler
+	synced     chan struct{}
+	once       sync.Once
 }
 
 // NewInformer returns an informer of resource (e.g. "pods") across all
 // namespaces. Call Run to start it.
 func NewInformer(w Watcher, resource string) *Informer {
-	return &Informer{w: w, resource: resource, items: map[string]manifests.Object{}, synced: make(chan struct{})}
+	return &Informer{w: w, resource: resource, items: map[string]manifests.Object{}, controlled: map[string]map[string]struct{}{}, synced: make(chan struct{})}
 }
 
 // Key is the cache key of obj: "namespace/name", or "name" when it is
@@ -127,6 +130,46 @@ func (i *Informer) List(sel manifests.Selector) []manifests.Object {
 	return out
 }
 
+// ListControlledBy returns the cached objects whose controller (the owner
+// reference marked controller) has UID uid, ordered by key: what a
+// controller reads of its own objects without going over every object.
+func (i *Informer) ListControlledBy(uid string) []manifests.Object {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	keys := make([]string, 0, len(i.controlled[uid]))
+	for k := range i.controlled[uid] {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]manifests.Object, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, i.items[k])
+	}
+	return out
+}
+
+// index files key under the UID of obj's controller, if any (or removes
+// it, when add is false).
+func (i *Informer) index(key string, obj manifests.Object, add bool) {
+	ref := manifests.GetControllerOf(obj)
+	if ref == nil {
+		return
+	}
+	keys := i.controlled[ref.UID]
+	if add {
+		if keys == nil {
+			keys = map[string]struct{}{}
+			i.controlled[ref.UID] = keys
+		}
+		keys[key] = struct{}{}
+		return
+	}
+	delete(keys, key)
+	if len(keys) == 0 {
+		delete(i.controlled, ref.UID)
+	}
+}
+
 // Run watches the store until ctx is done. If the watch ends early it is
 // restarted; objects that disappeared meanwhile are reported as deleted.
 func (i *Informer) Run(ctx context.Context) error {
@@ -191,6 +234,7 @@ func (i *Informer) apply(key string, obj manifests.Object) {
 		}
 		delete(i.items, key)
 		i.keys = nil
+		i.index(key, old, false)
 	} else {
 		if had && old.GetObjectMeta().ResourceVersion == obj.GetObjectMeta().ResourceVersion {
 			i.mu.Unlock()
@@ -198,8 +242,11 @@ func (i *Informer) apply(key string, obj manifests.Object) {
 		}
 		if !had {
 			i.keys = nil
+		} else {
+			i.index(key, old, false)
 		}
 		i.items[key] = obj
+		i.index(key, obj, true)
 	}
 	hs := i.handlers
 	i.mu.Unlock()

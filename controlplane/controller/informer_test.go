@@ -146,3 +146,61 @@ func TestCopy(t *testing.T) {
 		t.Fatalf("Copy shares maps with the original: %+v", cm)
 	}
 }
+
+// TestListControlledBy follows objects as their controller changes, and
+// as they are deleted.
+func TestListControlledBy(t *testing.T) {
+	env := controllertest.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := env.Store
+	owned := func(name, uid string) *manifests.ConfigMap {
+		cm := configMap("default", name, nil)
+		if uid != "" {
+			yes := true
+			cm.OwnerReferences = []manifests.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "rs-" + uid, UID: uid, Controller: &yes}}
+		}
+		return cm
+	}
+	for _, cm := range []*manifests.ConfigMap{owned("a", "u1"), owned("b", "u1"), owned("c", "u2"), owned("d", "")} {
+		if _, err := st.Create(ctx, cm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inf := controller.NewInformer(st, "configmaps")
+	go inf.Run(ctx)
+	if err := inf.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	names := func(uid string) string {
+		var out []string
+		for _, o := range inf.ListControlledBy(uid) {
+			out = append(out, o.GetObjectMeta().Name)
+		}
+		return fmt.Sprint(out)
+	}
+	want := func(uid, names0 string) {
+		t.Helper()
+		controllertest.Eventually(t, 5*time.Second, func() error {
+			if got := names(uid); got != names0 {
+				return fmt.Errorf("controlled by %s: %s, want %s", uid, got, names0)
+			}
+			return nil
+		})
+	}
+	want("u1", "[a b]")
+	want("u2", "[c]")
+	// b moves to u2 (an adoption), then a is deleted.
+	o, _ := inf.Get("default/b")
+	b := manifests.DeepCopy(o).(*manifests.ConfigMap)
+	b.OwnerReferences[0].UID = "u2"
+	if _, err := st.Update(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	want("u2", "[b c]")
+	want("u1", "[a]")
+	if _, err := st.Delete(ctx, "configmaps", "default", "a", 0); err != nil {
+		t.Fatal(err)
+	}
+	want("u1", "[]")
+}

@@ -78,6 +78,13 @@ type Lister interface {
 	List(sel manifests.Selector) []manifests.Object
 }
 
+// PodLister is the pods' cache, which also lists the pods of one
+// controller without going over every pod.
+type PodLister interface {
+	Lister
+	ListControlledBy(uid string) []manifests.Object
+}
+
 // Recorder records events.
 type Recorder interface {
 	Eventf(ctx context.Context, obj manifests.Object, eventType, reason, format string, args ...any) error
@@ -87,7 +94,7 @@ type Recorder interface {
 type Controller struct {
 	st    Store
 	dsets Lister
-	pods  Lister
+	pods  PodLister
 	nodes Lister
 	rec   Recorder
 	// async records events in the background under Run, so that the
@@ -107,7 +114,7 @@ type Controller struct {
 
 // New returns a controller over the given caches. Register DSChanged,
 // PodChanged and NodeChanged as the caches' handlers.
-func New(st Store, dsets, pods, nodes Lister, rec Recorder) *Controller {
+func New(st Store, dsets Lister, pods PodLister, nodes Lister, rec Recorder) *Controller {
 	return &Controller{
 		st: st, dsets: dsets, pods: pods, nodes: nodes, rec: rec,
 		queue: controller.NewQueue(50*time.Millisecond, 30*time.Second),
@@ -431,7 +438,7 @@ func (c *Controller) podsByNode(key string, ds *manifests.DaemonSet) map[string]
 	c.mu.Unlock()
 	out := map[string][]*manifests.Pod{}
 	gone := map[string]bool{}
-	for _, o := range c.pods.List(manifests.Selector{}) {
+	for _, o := range c.pods.ListControlledBy(ds.UID) {
 		p := o.(*manifests.Pod)
 		if p.Namespace != ds.Namespace {
 			continue

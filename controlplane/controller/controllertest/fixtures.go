@@ -44,6 +44,18 @@ func (c *Cache) List(manifests.Selector) []manifests.Object {
 	return out
 }
 
+// ListControlledBy returns the objects whose controller has UID uid, in
+// key order.
+func (c *Cache) ListControlledBy(uid string) []manifests.Object {
+	var out []manifests.Object
+	for _, o := range c.List(manifests.Selector{}) {
+		if ref := manifests.GetControllerOf(o); ref != nil && ref.UID == uid {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // Load replaces the cache's content with the stored objects of resource.
 func (c *Cache) Load(t testing.TB, st *store.Store, resource string) {
 	t.Helper()
