@@ -1,9 +1,9 @@
 // Command scale prints the control plane's figures at fleet scale: a real
-// control plane (embedded NATS, the API and every controller) runs in this
-// process and a simulated fleet (package sim: N edge agents on
+// control plane (embedded NATS, the API and every controller) runs in a
+// child process and a simulated fleet (package sim: N edge agents on
 // runtime/fake, each with its own NATS connection, bbolt file and
-// heartbeat) runs in a child process, so that the control plane's memory
-// is measured apart from the fleet's. It prints the time to connect N
+// heartbeat) in others, so that the control plane's memory and CPU are
+// measured apart from the fleet's and from this harness's watches. It prints the time to connect N
 // nodes (start of the fleet → every Node Ready), the heartbeat load
 // (lease writes per second and the control plane's CPU while idle), a
 // DaemonSet's convergence to every node, pods scheduled and bound per
@@ -30,14 +30,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	goruntime "runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
-	"github.com/edgeorch/edgeorch/controlplane/controllers"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/edgeorch/edgeorch/sim"
@@ -59,6 +58,7 @@ type config struct {
 	perProcess   int
 	cpuProfile   string
 	memProfile   string
+	peakProfile  string
 }
 
 func main() {
@@ -74,12 +74,13 @@ func main() {
 	flag.IntVar(&cfg.concurrency, "start-concurrency", 16, "agents started at once")
 	flag.BoolVar(&cfg.consumerCost, "consumer-cost", true, "measure one JetStream consumer per agent against one core NATS subscription per agent")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
-	role := flag.String("role", "", "internal: fleet or nats (child processes)")
+	role := flag.String("role", "", "internal: controlplane, fleet or nats (child processes)")
 	flag.StringVar(&cfg.url, "url", "", "internal: the control plane's NATS URL (role fleet)")
 	flag.IntVar(&cfg.first, "first", 0, "internal: the number of the fleet process's first node (role fleet)")
 	flag.IntVar(&cfg.perProcess, "nodes-per-process", 4000, "agents per fleet process (each takes 2 file descriptors)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the control plane to this file (of the fleet to this file .fleet)")
 	flag.StringVar(&cfg.memProfile, "memprofile", "", "write a heap profile of the control plane, once every figure is taken, to this file")
+	flag.StringVar(&cfg.peakProfile, "peakprofile", "", "write a heap profile of the control plane to this file each time its RSS passes its peak by 32 MiB")
 	flag.Parse()
 	if *pendingFlag == "" {
 		*pendingFlag = *podsFlag
@@ -115,6 +116,9 @@ func main() {
 		if *role == "fleet" && cfg.first > 0 {
 			path += strconv.Itoa(cfg.first)
 		}
+		if *role == "" {
+			path += ".harness"
+		}
 		f, err := os.Create(path)
 		if err == nil {
 			err = pprof.StartCPUProfile(f)
@@ -130,12 +134,14 @@ func main() {
 	switch *role {
 	case "":
 		err = run(ctx, cfg)
+	case "controlplane":
+		err = runControlPlane(ctx, cfg)
 	case "fleet":
 		err = runFleet(ctx, cfg)
 	case "nats":
 		err = runNATS(ctx)
 	default:
-		err = fmt.Errorf("-role %q: want fleet or nats", *role)
+		err = fmt.Errorf("-role %q: want controlplane, fleet or nats", *role)
 	}
 	if err != nil {
 		pprof.StopCPUProfile()
@@ -147,13 +153,13 @@ func main() {
 func run(ctx context.Context, cfg config) error {
 	fmt.Printf("scale: %d simulated nodes (fleet in child processes), heartbeat %v, sync-always=%v, Deployments of %v pods, %v pending pods (fake://run)\n",
 		cfg.nodes, cfg.heartbeat, cfg.syncAlways, cfg.pods, cfg.pending)
-	c, err := sim.New(ctx, sim.Options{
-		NodeGrace:  4 * cfg.heartbeat,
-		SyncAlways: cfg.syncAlways,
-		NoWait:     true,
-		// Pods stay where they are while the machine is saturated.
-		ControllerOptions: controllers.Options{NodeUnreachableGrace: time.Hour},
-	})
+	cp, err := startControlPlane(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer cp.stop()
+	// A client only: the control plane is cp's.
+	c, err := sim.New(ctx, sim.Options{URL: cp.url, NoWait: true})
 	if err != nil {
 		return err
 	}
@@ -174,7 +180,7 @@ func run(ctx context.Context, cfg config) error {
 	if err := raiseMaxConsumers(ctx, js, "KV_"+messaging.BucketAssignments, cfg.nodes); err != nil {
 		return err
 	}
-	idle := readProc(os.Getpid())
+	idle := readProc(cp.pid())
 	figures.Record("scale: control plane RSS, no nodes", mib(idle.rss), "MiB", "")
 
 	// Connect the fleet.
@@ -198,6 +204,12 @@ func run(ctx context.Context, cfg config) error {
 	t0 := time.Now()
 	var fleet fleetProcs
 	defer fleet.stop()
+	fail := func() error {
+		if err := cp.err(); err != nil {
+			return err
+		}
+		return fleet.err()
+	}
 	for first := 0; first < cfg.nodes; first += cfg.perProcess {
 		f, err := startFleet(ctx, cfg, c.URL, first, min(cfg.perProcess, cfg.nodes-first))
 		if err != nil {
@@ -208,7 +220,7 @@ func run(ctx context.Context, cfg config) error {
 	if err := waitFor(ctx, 5*time.Second, func() (bool, string) {
 		ready := nodes.ready()
 		return ready >= cfg.nodes, fmt.Sprintf("%d of %d nodes Ready", ready, cfg.nodes)
-	}, fleet.err, nil); err != nil {
+	}, fail, nil); err != nil {
 		return err
 	}
 	connect := time.Since(t0)
@@ -225,13 +237,13 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	p0, w0 := readProc(os.Getpid()), time.Now()
+	p0, w0 := readProc(cp.pid()), time.Now()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(window):
 	}
-	p1, el := readProc(os.Getpid()), time.Since(w0)
+	p1, el := readProc(cp.pid()), time.Since(w0)
 	lease1, err := lastSeq(ctx, js, "KV_"+messaging.BucketHeartbeats)
 	if err != nil {
 		return err
@@ -246,50 +258,46 @@ func run(ctx context.Context, cfg config) error {
 	figures.Record(fmt.Sprintf("scale: control plane RSS, %d nodes idle", cfg.nodes), mib(p1.rss), "MiB", "")
 
 	// A DaemonSet to every node.
-	if err := daemonSet(ctx, c.Client, cfg.nodes, fleet); err != nil {
+	if err := daemonSet(ctx, c.Client, cfg.nodes, fail); err != nil {
 		return err
 	}
 	// Deployments.
 	for _, n := range cfg.pods {
-		if err := deployment(ctx, c.Client, js, n, fleet); err != nil {
+		if err := deployment(ctx, c.Client, js, n, fail); err != nil {
 			return err
 		}
 	}
-	cp := readProc(os.Getpid())
+	cpStat := readProc(cp.pid())
 	var flHWM uint64
 	for _, f := range fleet {
 		flHWM += readProc(f.cmd.Process.Pid).hwm
 	}
-	var ms goruntime.MemStats
-	goruntime.ReadMemStats(&ms)
+	heap, err := cp.heapInUse(ctx)
+	if err != nil {
+		return err
+	}
 	peakName := fmt.Sprintf("scale: control plane peak RSS, %d simulated nodes", cfg.nodes)
 	if cfg.nodes == 10000 {
 		peakName = figures.ControlPlanePeak10kN
 	}
-	figures.Record(peakName, mib(cp.hwm), "MiB", "< 1 GiB")
-	fmt.Printf("    (Go heap in use now %.1f MiB)\n", mib(ms.HeapInuse))
+	figures.Record(peakName, mib(cpStat.hwm), "MiB", "< 1 GiB")
+	fmt.Printf("    (Go heap in use now %.1f MiB)\n", mib(heap))
 	figures.Record(fmt.Sprintf("scale: fleet peak RSS, %d agents in %d processes", cfg.nodes, len(fleet)), mib(flHWM), "MiB", "")
 	fmt.Printf("    (%.0f KiB per agent)\n", float64(flHWM)/1024/float64(cfg.nodes))
 	// Pending pods, scheduled when the nodes get the label they ask for;
 	// after the peaks above, which are those of the fleet running the
 	// DaemonSet and the Deployments, as before this figure existed.
 	for _, n := range cfg.pending {
-		if err := pendingPods(ctx, c.Client, js, nodes, n, fleet); err != nil {
+		if err := pendingPods(ctx, c.Client, js, nodes, n, fail); err != nil {
 			return err
 		}
 	}
 	if len(cfg.pending) > 0 {
-		fmt.Printf("    (control plane peak RSS with the pending pods too: %.0f MiB)\n", mib(readProc(os.Getpid()).hwm))
+		fmt.Printf("    (control plane peak RSS with the pending pods too: %.0f MiB)\n", mib(readProc(cp.pid()).hwm))
 	}
 	if cfg.memProfile != "" {
-		f, err := os.Create(cfg.memProfile)
-		if err != nil {
+		if _, err := cp.heapInUse(ctx); err != nil { // writes the profile
 			return err
-		}
-		err = pprof.WriteHeapProfile(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("heap profile: %w", err)
 		}
 	}
 	fleet.stop()
@@ -302,7 +310,7 @@ func run(ctx context.Context, cfg config) error {
 }
 
 // daemonSet applies a DaemonSet and waits until every node runs its pod.
-func daemonSet(ctx context.Context, cl *client.Client, nodes int, fleet fleetProcs) error {
+func daemonSet(ctx context.Context, cl *client.Client, nodes int, fail func() error) error {
 	ds := &manifests.DaemonSet{
 		ObjectMeta: manifests.ObjectMeta{Name: "scale-ds", Namespace: "default"},
 		Spec: manifests.DaemonSetSpec{
@@ -319,6 +327,7 @@ func daemonSet(ctx context.Context, cl *client.Client, nodes int, fleet fleetPro
 	}
 	var st manifests.DaemonSetStatus
 	var phases map[string]int
+	var lastList time.Time
 	err := waitFor(ctx, 10*time.Second, func() (bool, string) {
 		o, err := cl.Get(ctx, "daemonsets", "default", ds.Name)
 		if err != nil {
@@ -328,7 +337,13 @@ func daemonSet(ctx context.Context, cl *client.Client, nodes int, fleet fleetPro
 			st = d.Status
 		}
 		return int(st.NumberReady) >= nodes, fmt.Sprintf("DaemonSet desired %d, scheduled %d, ready %d; pods by phase %v", st.DesiredNumberScheduled, st.CurrentNumberScheduled, st.NumberReady, phases)
-	}, fleet.err, func() {
+	}, fail, func() {
+		// Pods by phase, for the progress lines: a list of every pod
+		// costs the control plane, so not more than every 30 s.
+		if time.Since(lastList) < 30*time.Second {
+			return
+		}
+		lastList = time.Now()
 		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		objs, _, err := cl.List(lctx, "pods", "default", "app=scale-ds")
@@ -351,7 +366,7 @@ func daemonSet(ctx context.Context, cl *client.Client, nodes int, fleet fleetPro
 }
 
 // deployment applies a Deployment of n replicas and measures its binds.
-func deployment(ctx context.Context, cl *client.Client, js jetstream.JetStream, n int, fleet fleetProcs) error {
+func deployment(ctx context.Context, cl *client.Client, js jetstream.JetStream, n int, fail func() error) error {
 	name := fmt.Sprintf("scale-%d", n)
 	sel := "app=" + name
 	w := newPodWatch()
@@ -407,7 +422,7 @@ func deployment(ctx context.Context, cl *client.Client, js jetstream.JetStream, 
 	if err := waitFor(ctx, 10*time.Second, func() (bool, string) {
 		created, bound, _ := w.counts()
 		return bound >= n, fmt.Sprintf("%d of %d pods created, %d bound", created, n, bound)
-	}, fleet.err, fill); err != nil {
+	}, fail, fill); err != nil {
 		return err
 	}
 	first, lastCreated, lastBound := w.times()
@@ -427,7 +442,7 @@ func deployment(ctx context.Context, cl *client.Client, js jetstream.JetStream, 
 	if err := waitFor(ctx, 10*time.Second, func() (bool, string) {
 		_, _, running := w.counts()
 		return running >= n, fmt.Sprintf("%d of %d pods Running", running, n)
-	}, fleet.err, fill); err != nil {
+	}, fail, fill); err != nil {
 		return err
 	}
 	figures.Record(fmt.Sprintf("scale: %d pods, apply -> all Running", n), time.Since(t0).Seconds(), "s", "")
@@ -540,6 +555,8 @@ func startFleet(ctx context.Context, cfg config, url string, first, n int) (*fle
 		"-agent-poll="+cfg.agentPoll.String(), "-start-concurrency="+strconv.Itoa(cfg.concurrency),
 		"-cpuprofile="+cfg.cpuProfile)
 	cmd.Stderr = os.Stderr
+	// Gone with this process, whatever way it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -30,7 +30,7 @@ const applyBatchesInFlight = 8
 // one is Pending with an Unschedulable condition; then every node gets
 // the label (batch applies) and the figure is n over the time from the
 // first label write to the last pod seen bound.
-func pendingPods(ctx context.Context, cl *client.Client, js jetstream.JetStream, nodes *nodeWatch, n int, fleet fleetProcs) error {
+func pendingPods(ctx context.Context, cl *client.Client, js jetstream.JetStream, nodes *nodeWatch, n int, fail func() error) error {
 	label := fmt.Sprintf("scale-pending-%d", n)
 	objects, err := js.KeyValue(ctx, messaging.BucketObjects)
 	if err != nil {
@@ -74,7 +74,7 @@ func pendingPods(ctx context.Context, cl *client.Client, js jetstream.JetStream,
 	if err := waitFor(ctx, 10*time.Second, func() (bool, string) {
 		unsched, bound := w.counts()
 		return unsched >= n || bound > 0, fmt.Sprintf("%d of %d pods Unschedulable, %d bound", unsched, n, bound)
-	}, fleet.err, nil); err != nil {
+	}, fail, nil); err != nil {
 		return err
 	}
 	if _, bound := w.counts(); bound > 0 {
@@ -113,7 +113,7 @@ func pendingPods(ctx context.Context, cl *client.Client, js jetstream.JetStream,
 	if err := waitFor(ctx, 10*time.Second, func() (bool, string) {
 		_, bound := w.counts()
 		return bound >= n, fmt.Sprintf("%d of %d pending pods bound", bound, n)
-	}, fleet.err, nil); err != nil {
+	}, fail, nil); err != nil {
 		return err
 	}
 	first, last := w.boundTimes()
