@@ -42,6 +42,7 @@ type options struct {
 	server, nodeName, dataDir, labels, address, logLevel, runc string
 	logFormat                                                  string
 	heartbeat                                                  time.Duration
+	keepalive                                                  time.Duration
 	usageInterval                                              time.Duration
 	podNetwork                                                 bool
 	podBridge                                                  string
@@ -91,6 +92,7 @@ func newCommand() *cobra.Command {
 	f.StringVar(&o.labels, "labels", "", "node labels, k=v,k2=v2")
 	f.StringVar(&o.address, "address", "", "node InternalIP (default: first non-loopback IPv4)")
 	f.DurationVar(&o.heartbeat, "heartbeat-interval", 10*time.Second, "how often the node lease is renewed")
+	f.DurationVar(&o.keepalive, "keepalive", 10*time.Second, "how often the connection to the control plane is pinged; two unanswered pings mean a dead link (reconnect and resync)")
 	f.DurationVar(&o.usageInterval, "usage-interval", 15*time.Second, "how often the CPU and memory usage of the node and its pods is reported, for edgectl top (0: never)")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (off when empty; no authentication: keep it on loopback or a trusted network; docs/metrics.md)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -145,6 +147,9 @@ func setMemory(o options, gcSet, limitSet bool) error {
 	}
 	if o.releasePages < 0 {
 		return fmt.Errorf("--release-startup-pages %s: must not be negative", o.releasePages)
+	}
+	if o.keepalive < time.Second {
+		return fmt.Errorf("--keepalive %s: must be at least 1s", o.keepalive)
 	}
 	if gcSet || os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(o.gcPercent)
@@ -288,6 +293,11 @@ func run(ctx context.Context, o options) error {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.RetryOnFailedConnect(true),
+		// A link that drops packets without closing (a route gone, a
+		// radio out of range) is noticed after two missed pings rather
+		// than nats.go's default 2 × 2 minutes.
+		nats.PingInterval(o.keepalive),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("disconnected from the control plane", "err", err)
