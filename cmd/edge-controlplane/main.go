@@ -60,6 +60,11 @@ func newCommand() *cobra.Command {
 				return err
 			}
 			cfg.Logger = logger
+			// The controllers (controller, leader, scheduler, …) log
+			// through slog.Default(), and the standard log package
+			// through it once set: all of it in the flags' format and
+			// level.
+			slog.SetDefault(logger)
 			mem, err := setMemory(memoryLimit, cmd.Flags().Changed("memory-limit"), gcPercent, cmd.Flags().Changed("gc-percent"))
 			if err != nil {
 				return err
