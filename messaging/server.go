@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -25,6 +26,9 @@ type ServerConfig struct {
 	ServerName string
 	// Logging enables the server's own log output (to stderr).
 	Logging bool
+	// Logger, if set, receives the server's warnings and errors (its
+	// notices at debug level; its own debug and trace output stays off).
+	Logger *slog.Logger
 	// Auth runs the server in operator mode (JWT authentication, see
 	// messaging/auth); nil accepts every client (dev mode).
 	Auth *OperatorAuth
@@ -128,7 +132,7 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		JetStream:              true,
 		StoreDir:               cfg.DataDir, // the server stores in StoreDir/jetstream
 		SyncAlways:             cfg.SyncAlways,
-		NoLog:                  !cfg.Logging,
+		NoLog:                  !cfg.Logging && cfg.Logger == nil,
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
 		MaxPayload:             MaxPayload,
@@ -150,7 +154,10 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start nats server: %w", err)
 	}
-	if cfg.Logging {
+	switch {
+	case cfg.Logger != nil:
+		ns.SetLogger(slogAdapter{cfg.Logger}, false, false)
+	case cfg.Logging:
 		ns.ConfigureLogger()
 	}
 	go ns.Start()
@@ -188,3 +195,15 @@ func Connect(ctx context.Context, url string, name string, opts ...nats.Option) 
 	}
 	return nc, nil
 }
+
+// slogAdapter is the embedded server's logger (server.Logger) over slog.
+type slogAdapter struct{ l *slog.Logger }
+
+// Noticef: the server's banner and routine notices, debug here (its
+// warnings and errors are what an operator needs to see).
+func (a slogAdapter) Noticef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
