@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/edgeorch/edgeorch/messaging/auth"
 )
 
@@ -127,7 +128,11 @@ func Join(ctx context.Context, url, token, node, credsPath string, log *slog.Log
 		if exp := jc.Expires(); !exp.IsZero() && !time.Now().Before(exp) {
 			return fmt.Errorf("join token %s expired at %s before the control plane could be reached (%v)", jt.ID, exp.UTC().Format(time.RFC3339), err)
 		}
-		log.Warn("join: control plane not reachable yet, retrying", "err", err)
+		if hint := messaging.TLSHint(err, "--tls-ca FILE"); hint != "" {
+			log.Error("join: cannot connect to the control plane over TLS; retrying", "err", err, "hint", hint)
+		} else {
+			log.Warn("join: control plane not reachable yet, retrying", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("join as node %s: %w", node, ctx.Err())
@@ -144,7 +149,7 @@ func joinOnce(ctx context.Context, url string, jc *auth.Creds, req client.JoinRe
 		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) {
 			return "", client.Errorf(client.CodeForbidden, "the server refused the join token's credentials: %v", err)
 		}
-		return "", client.Errorf(client.CodeUnavailable, "connect to %s: %v", url, err)
+		return "", fmt.Errorf("connect to %s: %w", url, err) // retried
 	}
 	defer nc.Close()
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)

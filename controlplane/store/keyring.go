@@ -152,12 +152,18 @@ func (k *Keyring) Refresh() (bool, error) {
 }
 
 // currentKey returns the current key, re-reading the file if it changed.
+// A file that cannot be read now (half written by an editor, or wrong) leaves
+// the keys loaded before in use: KeepSecretsEncrypted reports the error.
 func (k *Keyring) currentKey() (string, []byte, error) {
-	if _, err := k.Refresh(); err != nil {
-		return "", nil, err
-	}
+	_, err := k.Refresh()
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.current == "" {
+		if err == nil {
+			err = errors.New("no key loaded")
+		}
+		return "", nil, err
+	}
 	return k.current, k.keys[k.current], nil
 }
 

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/edgeorch/edgeorch/messaging/auth"
 )
 
@@ -18,9 +21,31 @@ import (
 // URL and the admin and readonly creds files it wrote.
 func securePlane(t *testing.T, dataDir string) (url, admin, readonly string) {
 	t.Helper()
-	p := startProc(t, "edge-controlplane", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--tls=false")
+	p := startSecurePlane(t, dataDir, "--tls=false")
+	if !strings.HasPrefix(p.url, "nats://") || p.ca != "" {
+		t.Fatalf("--tls=false: ready line names %s, CA %q", p.url, p.ca)
+	}
+	return p.url, p.admin, p.readonly
+}
+
+// plane is a control plane started by startSecurePlane, as its ready line
+// describes it.
+type plane struct {
+	proc            *proc
+	url             string // nats:// or tls://
+	ca              string // the generated CA ("" without TLS)
+	admin, readonly string // creds files
+}
+
+// startSecurePlane starts edge-controlplane with authentication on and
+// the extra flags, and reads its URL, CA and creds files from its ready
+// line ("edge-controlplane ready, NATS at tls://… with CA …/ca.pem, admin
+// creds …, readonly creds …").
+func startSecurePlane(t *testing.T, dataDir string, args ...string) plane {
+	t.Helper()
+	p := plane{proc: startProc(t, "edge-controlplane", append([]string{"--data-dir", dataDir, "--listen", "127.0.0.1:0"}, args...)...)}
 	eventually(t, 20*time.Second, func() error {
-		sc := bufio.NewScanner(strings.NewReader(p.out.String()))
+		sc := bufio.NewScanner(strings.NewReader(p.proc.out.String()))
 		for sc.Scan() {
 			line := sc.Text()
 			if !strings.Contains(line, "edge-controlplane ready") {
@@ -29,27 +54,29 @@ func securePlane(t *testing.T, dataDir string) (url, admin, readonly string) {
 			for _, f := range strings.Fields(line) {
 				f = strings.TrimRight(f, ",")
 				switch {
-				case strings.HasPrefix(f, "nats://"):
-					url = f
+				case strings.HasPrefix(f, "nats://"), strings.HasPrefix(f, "tls://"):
+					p.url = f
+				case strings.HasSuffix(f, "/ca.pem"):
+					p.ca = f
 				case strings.HasSuffix(f, "admin.creds"):
-					admin = f
+					p.admin = f
 				case strings.HasSuffix(f, "readonly.creds"):
-					readonly = f
+					p.readonly = f
 				}
 			}
 			return nil
 		}
 		select {
-		case <-p.done:
-			t.Fatalf("control plane exited:\n%s", p.out.String())
+		case <-p.proc.done:
+			t.Fatalf("control plane exited:\n%s", p.proc.out.String())
 		default:
 		}
 		return fmt.Errorf("not ready yet")
 	})
-	if url == "" || admin == "" || readonly == "" {
-		t.Fatalf("ready line names no URL or creds files:\n%s", p.out.String())
+	if p.url == "" || p.admin == "" || p.readonly == "" {
+		t.Fatalf("ready line names no URL or creds files:\n%s", p.proc.out.String())
 	}
-	return url, admin, readonly
+	return p
 }
 
 const secretPod = `apiVersion: v1
@@ -116,7 +143,8 @@ func TestAuth(t *testing.T) {
 	}
 	joinAgent := func(node, dir, tok string) *proc {
 		return startProc(t, "edge-agent", "--server", url, "--node-name", node, "--data-dir", dir,
-			"--labels", "site="+node, "--heartbeat-interval", "1s", "--log-level", "debug", "--join-token", tok)
+			"--labels", "site="+node, "--heartbeat-interval", "1s", "--log-level", "debug", "--join-token", tok,
+			"--ingress-http-port", "0", "--ingress-https-port", "0")
 	}
 	tokA := token("--ttl", "10m")
 	agentA := joinAgent("a", tmp+"/a", tokA)
@@ -217,5 +245,142 @@ func waitExit(t *testing.T, p *proc, want string) {
 	}
 	if p.cmd.ProcessState.ExitCode() == 0 || !strings.Contains(p.out.String(), want) {
 		t.Fatalf("%s exit %d, output does not say %q:\n%s", p.name, p.cmd.ProcessState.ExitCode(), want, p.out.String())
+	}
+}
+
+// TestAuthTLS runs the default setup, TLS with the generated CA and
+// authentication on: an agent given the CA joins with a token, registers
+// and runs a pod that uses a Secret; agents without the CA, or with another
+// CA, are refused by the TLS handshake and say why, and the refusal leaves
+// the token unused.
+func TestAuthTLS(t *testing.T) {
+	tmp := t.TempDir()
+	cp := startSecurePlane(t, tmp+"/cp")
+	if !strings.HasPrefix(cp.url, "tls://") || cp.ca == "" {
+		t.Fatalf("default control plane: URL %s, CA %q; want tls:// and the generated CA", cp.url, cp.ca)
+	}
+	if cp.ca != filepath.Join(tmp, "cp", "tls", "ca.pem") {
+		t.Fatalf("ready line names CA %s, want <data-dir>/tls/ca.pem", cp.ca)
+	}
+	for _, f := range []string{"ca-key.pem", "server-key.pem"} {
+		fi, err := os.Stat(filepath.Join(tmp, "cp", "tls", f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v %v, want mode 0600", f, fi, err)
+		}
+	}
+	url := cp.url
+	admin := func(args ...string) []string {
+		return append([]string{"--tls-ca", cp.ca, "--creds", cp.admin}, args...)
+	}
+
+	// edgectl: without the CA the handshake fails and it says which flag
+	// fixes it; with it, the admin creds work.
+	r := ctl(t, url, nil, "--creds", cp.admin, "get", "nodes")
+	r0 := r
+	if r.code == 0 || !strings.Contains(r.stderr, "certificate signed by unknown authority") || !strings.Contains(r.stderr, "--tls-ca") {
+		t.Fatalf("edgectl without the CA: %s", r)
+	}
+	mustCtl(t, url, admin("get", "namespaces")...)
+	token := strings.TrimSpace(mustCtl(t, url, admin("token", "create", "--ttl", "10m", "--node", "gate-1")...))
+	if !strings.HasPrefix(token, "edgejoin1.") {
+		t.Fatalf("token create printed %q", token)
+	}
+
+	// Agents that do not trust the control plane's certificate: none
+	// given (the system roots), or another CA's. The handshake fails
+	// before the token is sent; the agent keeps retrying and logs why.
+	wrong, err := messaging.EnsureCerts(messaging.CertOptions{Dir: filepath.Join(tmp, "other-ca")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"no CA", nil},
+		{"another CA", []string{"--tls-ca", wrong.CAFile}},
+	} {
+		dir := filepath.Join(tmp, "refused-"+strings.ReplaceAll(tc.name, " ", "-"))
+		a := startProc(t, "edge-agent", append([]string{"--server", url, "--node-name", "gate-1", "--data-dir", dir,
+			"--heartbeat-interval", "1s", "--ingress-http-port", "0", "--ingress-https-port", "0", "--join-token", token}, tc.args...)...)
+		eventually(t, 30*time.Second, func() error {
+			out := a.out.String()
+			if !strings.Contains(out, "x509: certificate signed by unknown authority") {
+				return fmt.Errorf("agent with %s: no TLS refusal logged yet", tc.name)
+			}
+			return nil
+		})
+		a.stop(t)
+		if os.Getenv("E2E_AUTH_DUMP") != "" {
+			t.Logf("agent with %s:\n%s", tc.name, a.out.String())
+		}
+		if _, err := os.Stat(filepath.Join(dir, "node.creds")); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("agent with %s: node.creds %v, want none", tc.name, err)
+		}
+		if strings.Contains(a.out.String(), "joined") {
+			t.Fatalf("agent with %s joined:\n%s", tc.name, a.out.String())
+		}
+	}
+	if r := ctl(t, url, nil, admin("get", "node", "gate-1")...); r.code == 0 {
+		t.Fatalf("a refused agent registered its node: %s", r)
+	}
+
+	// With the CA the same token (unused so far) joins.
+	agentDir := filepath.Join(tmp, "gate-1")
+	agentArgs := []string{"--server", url, "--node-name", "gate-1", "--data-dir", agentDir,
+		"--labels", "site=gate-1", "--heartbeat-interval", "1s", "--ingress-http-port", "0", "--ingress-https-port", "0"}
+	a := startProc(t, "edge-agent", append(agentArgs, "--tls-ca", cp.ca, "--join-token", token)...)
+	mustCtl(t, url, admin("wait", "--for=condition=Ready", "node/gate-1", "--timeout=60s")...)
+	fi, err := os.Stat(filepath.Join(agentDir, "node.creds"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("node.creds: %v %v, want mode 0600", fi, err)
+	}
+	if !strings.Contains(a.out.String(), "joined: node credentials written") {
+		t.Fatalf("agent did not log its join:\n%s", a.out.String())
+	}
+
+	// It runs a pod that uses a Secret: assignments, the Secret and the
+	// module all reach it over TLS, and its status comes back.
+	out := mustCtl(t, url, admin("push", module(t, "hello"), "--name", "hello:v1")...)
+	digest := regexp.MustCompile(`sha256:([0-9a-f]{64})`).FindStringSubmatch(out)
+	if digest == nil {
+		t.Fatalf("push printed no digest: %q", out)
+	}
+	r = ctl(t, url, strings.NewReader(fmt.Sprintf(secretPod, "hello-tls", "gate-1", digest[1])), admin("apply", "-f", "-")...)
+	if r.code != 0 {
+		t.Fatalf("apply: %s", r)
+	}
+	mustCtl(t, url, admin("wait", "--for=condition=Ready", "pod/hello-tls", "--timeout=60s")...)
+	eventually(t, 30*time.Second, func() error {
+		r := ctl(t, url, nil, "--tls-ca", cp.ca, "--creds", cp.readonly, "logs", "hello-tls")
+		if !strings.Contains(r.stdout, "from a secret") {
+			return fmt.Errorf("logs of hello-tls: %s", r)
+		}
+		return nil
+	})
+	if s := a.out.String(); strings.Contains(strings.ToLower(s), "permissions violation") || strings.Contains(s, "Forbidden") {
+		t.Fatalf("the agent was refused something:\n%s", s)
+	}
+
+	// The joined agent restarted without the CA: its creds are fine but
+	// the handshake is not; it logs the fix and keeps retrying.
+	a.stop(t)
+	b := startProc(t, "edge-agent", agentArgs...)
+	eventually(t, 30*time.Second, func() error {
+		out := b.out.String()
+		if !strings.Contains(out, "cannot connect to the control plane over TLS") ||
+			!strings.Contains(out, "certificate signed by unknown authority") ||
+			!strings.Contains(out, "pass the control plane's CA with --tls-ca FILE") {
+			return fmt.Errorf("restarted agent without the CA: no TLS hint logged yet")
+		}
+		return nil
+	})
+	if os.Getenv("E2E_AUTH_DUMP") != "" {
+		t.Logf("edgectl without the CA:\n%s\nrestarted agent without the CA:\n%s", r0, b.out.String())
+	}
+	select {
+	case <-b.done:
+		t.Fatalf("agent without the CA exited instead of retrying:\n%s", b.out.String())
+	default:
 	}
 }
