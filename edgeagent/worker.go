@@ -39,6 +39,7 @@ const (
 	reasonSandboxError      = "CreatePodSandboxError"
 	reasonNetworkNotReady   = "NetworkNotReady"
 	reasonStartError        = "StartError"
+	reasonDeadlineExceeded  = "DeadlineExceeded" // of the pod, past activeDeadlineSeconds
 	defaultGracePeriodInSec = 30
 )
 
@@ -239,7 +240,7 @@ func (w *podWorker) sync(ctx context.Context) {
 	sandbox := w.rec.SandboxID
 	start := w.rec.StartTime
 	w.mu.Unlock()
-	if d := pod.Spec.ActiveDeadlineSeconds; d != nil && time.Since(start) >= time.Duration(*d)*time.Second {
+	if d := pod.Spec.ActiveDeadlineSeconds; d != nil && time.Since(start) >= time.Duration(*d)*time.Second && w.deadlineApplies() {
 		w.deadlineExceeded(ctx, rt, pod, handler)
 		w.report(pod, handler)
 		return
@@ -327,6 +328,24 @@ func (w *podWorker) sync(ctx context.Context) {
 	w.report(pod, handler)
 }
 
+// deadlineApplies reports whether activeDeadlineSeconds may still fail the
+// pod: not once it has finished for another reason (Succeeded, or Failed
+// by its containers), as the kubelet does not sync a terminal pod again.
+// The deadline counts from the stored start time, so after an agent
+// restart a pod past it fails at once, before any container starts again.
+func (w *podWorker) deadlineApplies() bool {
+	if w.pastDeadline {
+		return true
+	}
+	w.mu.Lock()
+	st := w.rec.Status
+	w.mu.Unlock()
+	if st == nil || (st.Phase != manifests.PodSucceeded && st.Phase != manifests.PodFailed) {
+		return true
+	}
+	return st.Reason == reasonDeadlineExceeded
+}
+
 // deadlineExceeded stops every container of a pod that ran past its
 // activeDeadlineSeconds; the pod fails with reason DeadlineExceeded.
 func (w *podWorker) deadlineExceeded(ctx context.Context, rt runtime.Runtime, pod *manifests.Pod, handler string) {
@@ -340,15 +359,16 @@ func (w *podWorker) deadlineExceeded(ctx context.Context, rt runtime.Runtime, po
 		c.done = true
 		w.dirty = true
 		c.stopProber()
-		if c.id == "" {
-			continue
-		}
-		if err := rt.StopContainer(ctx, c.id, gracePeriod(pod)); err != nil && !errors.Is(err, runtime.ErrNotFound) {
-			w.a.log.Warn("stop container past deadline", "pod", pod.Namespace+"/"+pod.Name, "container", spec.Name, "err", err)
-		}
+		// A container not running (not started yet, or lost with the
+		// runtime at an agent restart) is terminated too: the pod failed.
 		term := &manifests.ContainerStateTerminated{ExitCode: 137, Reason: runtime.ReasonDeadlineExceeded, FinishedAt: time.Now().UTC().Truncate(time.Second)}
-		if st, err := rt.ContainerStatus(ctx, c.id); err == nil && st.State == runtime.StateExited {
-			term = terminated(handler, c.id, st)
+		if c.id != "" {
+			if err := rt.StopContainer(ctx, c.id, gracePeriod(pod)); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+				w.a.log.Warn("stop container past deadline", "pod", pod.Namespace+"/"+pod.Name, "container", spec.Name, "err", err)
+			}
+			if st, err := rt.ContainerStatus(ctx, c.id); err == nil && st.State == runtime.StateExited {
+				term = terminated(handler, c.id, st)
+			}
 		}
 		c.cur = manifests.ContainerState{Terminated: term}
 	}
@@ -801,7 +821,7 @@ func (w *podWorker) report(pod *manifests.Pod, handler string) {
 	}, prev, time.Now())
 	if w.pastDeadline {
 		st.Phase = manifests.PodFailed
-		st.Reason = "DeadlineExceeded"
+		st.Reason = reasonDeadlineExceeded
 		st.Message = "Pod was active on the node longer than the specified deadline"
 	}
 	changed := !podstatus.Equal(prev, &st)

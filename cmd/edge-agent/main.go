@@ -61,6 +61,9 @@ type options struct {
 	gcPercent    int
 	memoryLimit  string
 	releasePages time.Duration
+
+	// wasmDefaultMemory caps wasm containers without limits.memory.
+	wasmDefaultMemory string
 }
 
 func newCommand() *cobra.Command {
@@ -126,6 +129,8 @@ func newCommand() *cobra.Command {
 		"Go garbage collection target: heap growth in percent between collections (as GOGC; env GOGC wins over the default); -1 turns the collector off")
 	f.StringVar(&o.memoryLimit, "memory-limit", "64Mi",
 		"soft limit of the agent's Go memory (as GOMEMLIMIT, a quantity such as 48Mi; 0 for none; env GOMEMLIMIT wins over the default): the collector works harder near it, it is not a cap")
+	f.StringVar(&o.wasmDefaultMemory, "wasm-default-memory", "128Mi",
+		"memory limit of a wasm container that sets no resources.limits.memory (a quantity such as 64Mi; 0 for none: a module may then grow to 4 GiB); it reports OOMKilled when it reaches it")
 	f.DurationVar(&o.releasePages, "release-startup-pages", 2*time.Second,
 		"this long after start, give the pages of the agent binary that only start-up used back to the kernel (0: never)")
 	return cmd
@@ -248,10 +253,17 @@ func run(ctx context.Context, o options) error {
 	if err := edgeagent.CheckUsageInterval(o.usageInterval); err != nil {
 		return fmt.Errorf("--usage-interval: %w", err)
 	}
+	wasmDefaultMemory, err := manifests.ParseQuantity(o.wasmDefaultMemory)
+	if err != nil {
+		return fmt.Errorf("--wasm-default-memory %q: %w", o.wasmDefaultMemory, err)
+	}
+	if wasmDefaultMemory.Value() < 0 {
+		return fmt.Errorf("--wasm-default-memory %q: must not be negative", o.wasmDefaultMemory)
+	}
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	rt, err := wasm.New(ctx, wasm.Options{CacheDir: filepath.Join(o.dataDir, "wasm-cache")})
+	rt, err := wasm.New(ctx, wasm.Options{CacheDir: filepath.Join(o.dataDir, "wasm-cache"), DefaultMemoryLimitBytes: wasmDefaultMemory.Value()})
 	if err != nil {
 		return fmt.Errorf("start wasm runtime: %w", err)
 	}

@@ -37,6 +37,9 @@ type container struct {
 	labels    map[string]string
 	mod       *compiled
 	created   time.Time
+	// defaultMemoryLimit: the memory limit is the runtime's default, the
+	// container set none (Options.DefaultMemoryLimitBytes).
+	defaultMemoryLimit bool
 
 	mu       sync.Mutex
 	life     status.Lifecycle
@@ -107,7 +110,7 @@ func (c *container) start(ctx context.Context, rt wazero.Runtime) error {
 		now := time.Now()
 		c.life.State, c.life.StartedAt, c.life.FinishedAt = runtime.StateExited, now, now
 		c.life.ExitCode, c.life.Reason = exitKilled, runtime.ReasonOOMKilled
-		c.life.Message = fmt.Sprintf("module needs %d bytes of initial memory, limit is %d", need, limiter.limit)
+		c.life.Message = fmt.Sprintf("module needs %d bytes of initial memory, limit is %d%s", need, limiter.limit, c.limitNote())
 		fmt.Fprintln(stderr, c.life.Message)
 		if logs != nil {
 			_ = logs.Close()
@@ -201,7 +204,24 @@ func (c *container) run(ctx context.Context, rt wazero.Runtime, modCfg wazero.Mo
 	c.life.FinishedAt = time.Now()
 	c.life.State = runtime.StateExited
 	c.life.ExitCode, c.life.Reason, c.life.Message = classify(err, c.stopping, c.memory.refused.Load())
+	if c.life.Reason == runtime.ReasonOOMKilled {
+		c.life.Message += c.limitNote()
+	}
 	close(c.done)
+}
+
+// limitNote tells, in an OOMKilled message, that the limit reached was
+// the node's default rather than the container's own.
+func (c *container) limitNote() string {
+	if !c.defaultMemoryLimit {
+		return ""
+	}
+	size := limitBytes(c.cfg.MemoryLimitBytes)
+	amount := fmt.Sprintf("%d bytes", size)
+	if size%(1<<20) == 0 {
+		amount = fmt.Sprintf("%d MiB", size>>20)
+	}
+	return " (the node's default limit of " + amount + " for wasm containers without resources.limits.memory)"
 }
 
 // classify maps how a module ended to exit code, reason and message.

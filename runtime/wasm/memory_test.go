@@ -2,9 +2,11 @@ package wasm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"testing"
 
 	"github.com/edgeorch/edgeorch/runtime"
@@ -108,5 +110,50 @@ func TestLinearMemoryOffHeap(t *testing.T) {
 	grown := int64(heap()) - int64(before)
 	if per := grown / n; per >= pageSize {
 		t.Fatalf("Go heap grew by %d bytes per running module: its linear memory is in the heap", per)
+	}
+}
+
+// TestDefaultMemoryLimit runs the memory bomb without a limit under a
+// runtime default of 8 MiB, and with its own limit of 24 MiB: the default
+// caps the first only, and the OOMKilled message says which limit it was.
+func TestDefaultMemoryLimit(t *testing.T) {
+	if _, err := New(context.Background(), Options{DefaultMemoryLimitBytes: -1}); !errors.Is(err, runtime.ErrInvalid) || !strings.Contains(err.Error(), "default memory limit -1") {
+		t.Fatalf("negative default: %v", err)
+	}
+	f := newFixtureWith(t, Options{DefaultMemoryLimitBytes: 8 << 20})
+	allocated := func(id string) int {
+		t.Helper()
+		text := f.logs(id)
+		var n int
+		i := strings.Index(text, "allocated ")
+		if i < 0 {
+			t.Fatalf("bomb log: %q", text)
+		}
+		if _, err := fmt.Sscanf(text[i:], "allocated %d MiB", &n); err != nil {
+			t.Fatalf("bomb log %q: %v", text, err)
+		}
+		return n
+	}
+	unlimited := f.start(runtime.ContainerConfig{Name: "unlimited", Image: testmodules.Path(t, "membomb")})
+	st := f.wait(unlimited, exited)
+	if st.Reason != runtime.ReasonOOMKilled || st.ExitCode != 137 || !strings.Contains(st.Message, "the node's default limit of 8 MiB") {
+		t.Fatalf("bomb without a limit: %+v, want OOMKilled 137 naming the default", st)
+	}
+	if n := allocated(unlimited); n < 1 || n >= 8 {
+		t.Fatalf("bomb without a limit allocated %d MiB under a default of 8 MiB", n)
+	}
+	own := f.start(runtime.ContainerConfig{Name: "own", Image: testmodules.Path(t, "membomb"), MemoryLimitBytes: 24 << 20})
+	st = f.wait(own, exited)
+	if st.Reason != runtime.ReasonOOMKilled || strings.Contains(st.Message, "default") {
+		t.Fatalf("bomb with its own limit: %+v", st)
+	}
+	if n := allocated(own); n < 16 || n >= 24 {
+		t.Fatalf("bomb with a limit of 24 MiB allocated %d MiB (the default must not apply)", n)
+	}
+	// Below the module's initial memory, the message names the default too.
+	tiny := newFixtureWith(t, Options{DefaultMemoryLimitBytes: 1})
+	id := tiny.start(runtime.ContainerConfig{Name: "tiny", Image: testmodules.Path(t, "hello")})
+	if st := tiny.wait(id, exited); st.Reason != runtime.ReasonOOMKilled || !strings.Contains(st.Message, "default limit of 65536 bytes") {
+		t.Fatalf("below initial memory: %+v", st)
 	}
 }

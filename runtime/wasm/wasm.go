@@ -33,6 +33,11 @@ type Options struct {
 	// not yet removed); CreateContainer beyond it fails with
 	// runtime.ErrUnavailable. 0 = no cap.
 	MaxContainers int
+	// DefaultMemoryLimitBytes caps the linear memory of a container whose
+	// configuration sets no memory limit (MemoryLimitBytes 0), so that a
+	// pod without limits.memory cannot take the board's memory (a wasm32
+	// module may otherwise grow to 4 GiB). 0 = no default cap.
+	DefaultMemoryLimitBytes int64
 }
 
 // Runtime implements runtime.Runtime and runtime.Statser.
@@ -51,6 +56,9 @@ var (
 
 // New creates the runtime. ctx bounds only the setup.
 func New(ctx context.Context, opts Options) (*Runtime, error) {
+	if opts.DefaultMemoryLimitBytes < 0 {
+		return nil, fmt.Errorf("%w: default memory limit %d: must not be negative", runtime.ErrInvalid, opts.DefaultMemoryLimitBytes)
+	}
 	var cache wazero.CompilationCache
 	if opts.CacheDir != "" {
 		c, err := wazero.NewCompilationCacheWithDir(opts.CacheDir)
@@ -158,6 +166,11 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 		labels = map[string]string{}
 	}
 	maps.Copy(labels, cfg.Labels)
+	defaultLimit := false
+	if cfg.MemoryLimitBytes <= 0 && r.opts.DefaultMemoryLimitBytes > 0 {
+		cfg.MemoryLimitBytes = r.opts.DefaultMemoryLimitBytes
+		defaultLimit = true
+	}
 	c := &container{
 		id:        pods.NewID(),
 		sandboxID: sandboxID,
@@ -166,6 +179,8 @@ func (r *Runtime) CreateContainer(ctx context.Context, sandboxID string, cfg run
 		labels:    labels,
 		mod:       mod,
 		created:   time.Now(),
+
+		defaultMemoryLimit: defaultLimit,
 	}
 	err = r.pods.AddContainer(sandboxID, c.id, c, func(count int) error {
 		if r.opts.MaxContainers > 0 && count >= r.opts.MaxContainers {

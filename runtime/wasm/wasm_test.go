@@ -35,7 +35,14 @@ func TestMain(m *testing.M) {
 
 func newRuntime(t *testing.T) *Runtime {
 	t.Helper()
-	r, err := New(context.Background(), Options{CacheDir: cacheDir})
+	return newRuntimeWith(t, Options{})
+}
+
+// newRuntimeWith is newRuntime with opts (the shared cache added).
+func newRuntimeWith(t *testing.T, opts Options) *Runtime {
+	t.Helper()
+	opts.CacheDir = cacheDir
+	r, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -63,7 +70,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	r := newRuntime(t)
+	return newFixtureWith(t, Options{})
+}
+
+func newFixtureWith(t *testing.T, opts Options) *fixture {
+	t.Helper()
+	r := newRuntimeWith(t, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(func() {
 		if err := r.Close(context.Background()); err != nil {
