@@ -194,15 +194,16 @@ func (a *Agent) followOnce(ctx context.Context, js jetstream.JetStream, sig *not
 			if n, err := sub.Dropped(); err == nil && n > 0 {
 				return errNotifyLost
 			}
-			var stats resyncStats
+			stats := a.startStats()
 			top, err := a.checkKeys(ctx, kv, &stats)
 			if err != nil {
 				return err
 			}
 			floor = max(floor, top)
 			if stats.changes > 0 {
-				a.log.Info(fmt.Sprintf("assignments check: %d changes, %d bytes", stats.changes, stats.bytes),
-					"changes", stats.changes, "bytes", stats.bytes)
+				received, msgs := stats.received(a)
+				a.log.Info(fmt.Sprintf("assignments check: %d changes, %d bytes received", stats.changes, received),
+					"changes", stats.changes, "bytes", received, "messages", msgs, "valueBytes", stats.bytes)
 			}
 			check.Reset(jitter(a.assignmentsCheckInterval()))
 		case m := <-msgs:
@@ -231,6 +232,7 @@ func jitter(d time.Duration) time.Duration {
 // watch saw every change of the node: a notification at or below it is
 // already applied.
 func (a *Agent) resync(ctx context.Context, kv jetstream.KeyValue, reconnected <-chan struct{}) (uint64, error) {
+	stats := a.startStats()
 	from := a.revs.applied()
 	var opts []jetstream.WatchOpt
 	if from > 0 {
@@ -245,7 +247,6 @@ func (a *Agent) resync(ctx context.Context, kv jetstream.KeyValue, reconnected <
 	defer w.Stop()
 	seen := map[string]bool{}
 	floor := from
-	var stats resyncStats
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -275,18 +276,31 @@ func (a *Agent) resync(ctx context.Context, kv jetstream.KeyValue, reconnected <
 	}
 	if from == 0 {
 		a.removeAllBut(seen)
-		a.log.Info(fmt.Sprintf("resync: full relist, %d assignments, %d bytes", stats.changes, stats.bytes),
-			"changes", stats.changes, "bytes", stats.bytes)
+		a.logFullRelist(stats)
 		return floor, nil
 	}
 	top, err := a.checkKeys(ctx, kv, &stats)
 	if err != nil {
 		return 0, err
 	}
-	full := a.assignedBytes()
-	a.log.Info(fmt.Sprintf("resync: %d changes, %d bytes (full relist would be %d bytes)", stats.changes, stats.bytes, full),
-		"from", from, "changes", stats.changes, "bytes", stats.bytes, "fullBytes", full)
+	a.logDeltaResync(from, stats)
 	return max(floor, top), nil
+}
+
+// logFullRelist logs a resync that read every assignment of the node.
+func (a *Agent) logFullRelist(stats resyncStats) {
+	received, msgs := stats.received(a)
+	a.log.Info(fmt.Sprintf("resync: full relist, %d assignments, %d bytes received", stats.changes, received),
+		"changes", stats.changes, "bytes", received, "messages", msgs, "valueBytes", stats.bytes)
+}
+
+// logDeltaResync logs a resync resumed after revision from. The line
+// starts "resync: N changes, B bytes" (parsed by tests).
+func (a *Agent) logDeltaResync(from uint64, stats resyncStats) {
+	received, msgs := stats.received(a)
+	a.log.Info(fmt.Sprintf("resync: %d changes, %d bytes received (%d of them assignment values; %d assignments listed)",
+		stats.changes, received, stats.bytes, stats.listed),
+		"from", from, "changes", stats.changes, "bytes", received, "messages", msgs, "valueBytes", stats.bytes, "assignments", stats.listed)
 }
 
 // applyNotification applies one republished assignment change unless
@@ -317,8 +331,33 @@ func (a *Agent) applyNotification(ctx context.Context, m *nats.Msg, floor uint64
 
 // resyncStats counts what one resync received.
 type resyncStats struct {
-	changes int
-	bytes   int
+	changes int // assignments fetched (values and delete markers)
+	bytes   int // the sum of the assignment values fetched
+	listed  int // keys listed by the keys-only check
+	// inBytes and inMsgs are the connection's received byte and message
+	// counts when the resync started (nats.Statistics).
+	inBytes, inMsgs uint64
+}
+
+// startStats starts counting a resync: what the agent's connection
+// receives from now on.
+func (a *Agent) startStats() resyncStats {
+	st := a.nc.Stats()
+	return resyncStats{inBytes: st.InBytes, inMsgs: st.InMsgs}
+}
+
+// received is what the agent's connection received since startStats: a
+// measurement, not an estimate, of the message bytes (headers and
+// payloads) of the resync's watches, JetStream API replies (consumer
+// creation and deletion) and gets. Its error: it also counts whatever
+// else arrived on the connection meanwhile (lease acknowledgements,
+// status replies, notifications, fetches of pod workers), and it does not
+// count the protocol framing nats.go does not report (each message's
+// MSG/HMSG line with its subject and reply subject, PING/PONG): see
+// docs/offline.md for the figures.
+func (s resyncStats) received(a *Agent) (bytes, msgs uint64) {
+	st := a.nc.Stats()
+	return st.InBytes - s.inBytes, st.InMsgs - s.inMsgs
 }
 
 // watchOnce keeps a KV watcher on the node's assignments (the fallback
@@ -332,6 +371,7 @@ func (a *Agent) watchOnce(ctx context.Context, js jetstream.JetStream) error {
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stats := a.startStats()
 	from := a.revs.applied()
 	var opts []jetstream.WatchOpt
 	if from > 0 {
@@ -344,7 +384,6 @@ func (a *Agent) watchOnce(ctx context.Context, js jetstream.JetStream) error {
 	defer w.Stop()
 	seen := map[string]bool{}
 	initial := true
-	var stats resyncStats
 	for {
 		select {
 		case <-ctx.Done():
@@ -362,15 +401,12 @@ func (a *Agent) watchOnce(ctx context.Context, js jetstream.JetStream) error {
 				initial = false
 				if from == 0 {
 					a.removeAllBut(seen)
-					a.log.Info(fmt.Sprintf("resync: full relist, %d assignments, %d bytes", stats.changes, stats.bytes),
-						"changes", stats.changes, "bytes", stats.bytes)
+					a.logFullRelist(stats)
 				} else {
 					if _, err := a.checkKeys(ctx, kv, &stats); err != nil {
 						return err
 					}
-					full := a.assignedBytes()
-					a.log.Info(fmt.Sprintf("resync: %d changes, %d bytes (full relist would be %d bytes)", stats.changes, stats.bytes, full),
-						"from", from, "changes", stats.changes, "bytes", stats.bytes, "fullBytes", full)
+					a.logDeltaResync(from, stats)
 				}
 				seen = nil
 				continue
@@ -421,6 +457,7 @@ func (a *Agent) checkKeys(ctx context.Context, kv jetstream.KeyValue, stats *res
 				continue
 			}
 			listed[e.Key()] = e.Revision()
+			stats.listed++
 			top = max(top, e.Revision())
 			keep[podKey(ns, name)] = true
 		}
@@ -445,24 +482,6 @@ func (a *Agent) checkKeys(ctx context.Context, kv jetstream.KeyValue, stats *res
 		a.applyEntry(ctx, e)
 	}
 	return top, nil
-}
-
-// assignedBytes estimates what a full relist of the node's assignments
-// would receive: the encoded size of every assigned pod.
-func (a *Agent) assignedBytes() int {
-	a.mu.Lock()
-	ws := make([]*podWorker, 0, len(a.workers))
-	for _, w := range a.workers {
-		ws = append(ws, w)
-	}
-	a.mu.Unlock()
-	n := 0
-	for _, w := range ws {
-		if raw, err := json.Marshal(w.pod()); err == nil {
-			n += len(raw)
-		}
-	}
-	return n
 }
 
 // applyEntry applies one assignment change; put is true when the pod is
