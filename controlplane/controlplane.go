@@ -338,7 +338,9 @@ func startServer(cfg Config, authority *auth.Authority) (*server.Server, *messag
 		Port:       port,
 		SyncAlways: cfg.SyncAlways,
 		ServerName: "edge-controlplane",
-		Logger:     cfg.Logger.With("component", "nats"),
+	}
+	if cfg.Logger != nil {
+		sc.Logger = cfg.Logger.With("component", "nats")
 	}
 	if st != nil {
 		sc.TLS, sc.TLSVerify = st.Config, st.Verify
