@@ -37,7 +37,7 @@ func tableHeaders(k manifests.Kind, o tableOptions) []string {
 	case "Node":
 		h = []string{"NAME", "STATUS", "ROLES", "AGE", "VERSION"}
 		if o.Wide {
-			h = append(h, "INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME")
+			h = append(h, "INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME", "LAST-SEEN")
 		}
 	case "Namespace":
 		h = []string{"NAME", "STATUS", "AGE"}
@@ -119,7 +119,8 @@ func tableRow(obj manifests.Object, o tableOptions) []string {
 				orNone(nodeAddress(v, "InternalIP")),
 				orUnknown(v.Status.NodeInfo.OSImage),
 				orUnknown(v.Status.NodeInfo.KernelVersion),
-				orUnknown(v.Status.NodeInfo.ContainerRuntimeVersion))
+				orUnknown(v.Status.NodeInfo.ContainerRuntimeVersion),
+				nodeLastSeen(v, now))
 		}
 	case *manifests.Namespace:
 		phase := v.Status.Phase

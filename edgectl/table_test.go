@@ -78,7 +78,7 @@ func TestTablesPerKind(t *testing.T) {
 		want []string
 	}{
 		{"nodes", node, false, []string{"node-a Ready edge 3h v0.1.0"}},
-		{"nodes", node, true, []string{"node-a Ready edge 3h v0.1.0 192.168.1.4 Debian 6.1 wazero://1.12"}},
+		{"nodes", node, true, []string{"node-a Ready edge 3h v0.1.0 192.168.1.4 Debian 6.1 wazero://1.12 <unknown>"}},
 		{"cm", cm, false, []string{"settings 2 2d"}},
 		{"secrets", sec, false, []string{"creds Opaque 1 60s"}},
 		{"ns", ns, false, []string{"edge Active 10s"}},

@@ -485,7 +485,10 @@ func (c *Controller) nodeState(ro *manifests.Rollout, node string, pods []*manif
 	if cur != nil && len(s.old) == 0 {
 		s.updated = true
 		s.failed = crashing(cur)
-		if !s.failed && manifests.IsPodReady(cur) {
+		// An offline node's pod status is its last report: readiness
+		// seen from there passes no health gate (its clock restarts when
+		// the node is back), as for a Deployment's replicas.
+		if !s.failed && !s.offline && manifests.IsPodReady(cur) {
 			since, ok := seen[cur.UID]
 			if !ok {
 				since = now
