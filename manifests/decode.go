@@ -96,7 +96,7 @@ func DecodeJSONStrict(raw []byte) (Object, error) {
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	node, err := jsonNode(dec, 0)
+	node, err := jsonNode(dec, 0, "")
 	if err != nil {
 		return nil, fmt.Errorf("decode JSON: %w", err)
 	}
@@ -165,7 +165,7 @@ func decodeJSONStream(data []byte) ([]Object, error) {
 	dec.UseNumber()
 	var objs []Object
 	for doc := 1; ; doc++ {
-		node, err := jsonNode(dec, 0)
+		node, err := jsonNode(dec, 0, "")
 		if err == io.EOF {
 			return objs, nil
 		}
@@ -187,7 +187,9 @@ func decodeJSONStream(data []byte) ([]Object, error) {
 
 // jsonNode reads one JSON value from dec as a YAML node tree, so that
 // JSON and YAML input share one strict walker (and key order is kept).
-func jsonNode(dec *json.Decoder, depth int) (*yaml.Node, error) {
+// field is the name of the field holding the value ("" for the top and for
+// list items): it chooses the most keys an object may have (mapKeyLimit).
+func jsonNode(dec *json.Decoder, depth int, field string) (*yaml.Node, error) {
 	if depth > MaxNestingDepth {
 		return nil, &jsonPathError{reason: fmt.Sprintf("nesting deeper than %d levels", MaxNestingDepth)}
 	}
@@ -203,7 +205,13 @@ func jsonNode(dec *json.Decoder, depth int) (*yaml.Node, error) {
 		switch t {
 		case '{':
 			n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+			limit := mapKeyLimit(field)
 			for dec.More() {
+				if len(n.Content) == 2*limit {
+					// Refused before the rest is read, as for lists: a
+					// map of tiny keys costs more to decode than to send.
+					return nil, &jsonPathError{reason: tooManyKeys(limit)}
+				}
 				kt, err := dec.Token()
 				if err != nil {
 					return nil, err
@@ -212,7 +220,7 @@ func jsonNode(dec *json.Decoder, depth int) (*yaml.Node, error) {
 				if !ok {
 					return nil, fmt.Errorf("object key is not a string")
 				}
-				v, err := jsonNode(dec, depth+1)
+				v, err := jsonNode(dec, depth+1, key)
 				if err != nil {
 					return nil, within(err, key, -1)
 				}
@@ -230,7 +238,7 @@ func jsonNode(dec *json.Decoder, depth int) (*yaml.Node, error) {
 					// small items costs more to tokenize than to send.
 					return nil, &jsonPathError{reason: fmt.Sprintf("too many: more than %d items", MaxListItems)}
 				}
-				v, err := jsonNode(dec, depth+1)
+				v, err := jsonNode(dec, depth+1, "")
 				if err != nil {
 					return nil, within(err, "", len(n.Content))
 				}
@@ -343,7 +351,9 @@ func (w *walker) decodeList(n *yaml.Node, doc int) ([]Object, error) {
 // header reads apiVersion, kind and metadata.name without checking them.
 func (w *walker) header(n *yaml.Node) (apiVersion, kind, name string) {
 	probe := &walker{expanded: w.expanded}
-	for _, p := range probe.pairs(n, "") {
+	// No key limit here: the walk that follows reports it, and the error
+	// then names the kind and the object.
+	for _, p := range probe.pairsUpTo(n, "", math.MaxInt) {
 		v := probe.deref(p.val)
 		if v == nil {
 			continue
@@ -359,7 +369,7 @@ func (w *walker) header(n *yaml.Node) (apiVersion, kind, name string) {
 			}
 		case "metadata":
 			if v.Kind == yaml.MappingNode {
-				for _, mp := range probe.pairs(v, "metadata") {
+				for _, mp := range probe.pairsUpTo(v, "metadata", math.MaxInt) {
 					if mv := probe.deref(mp.val); mp.key == "name" && mv != nil && mv.Kind == yaml.ScalarNode && mv.Tag == "!!str" {
 						name = mv.Value
 					}
@@ -484,8 +494,15 @@ type pair struct {
 }
 
 // pairs returns the key/value pairs of a mapping with merge keys ("<<")
-// applied; explicit keys win over merged ones. Duplicate keys are errors.
+// applied; explicit keys win over merged ones. Duplicate keys are errors,
+// and so are more than MaxMapKeys keys.
 func (w *walker) pairs(n *yaml.Node, path string) []pair {
+	return w.pairsUpTo(n, path, MaxMapKeys)
+}
+
+// pairsUpTo is pairs with at most limit keys: past it, it reports the
+// error and returns nil, without looking at the remaining entries.
+func (w *walker) pairsUpTo(n *yaml.Node, path string, limit int) []pair {
 	var out []pair
 	seen := map[string]bool{}
 	var merged []pair
@@ -507,11 +524,19 @@ func (w *walker) pairs(n *yaml.Node, path string) []pair {
 			w.errorf(join(path, kn.Value), "duplicate field %q", kn.Value)
 			continue
 		}
+		if len(out) == limit {
+			w.errorf(path, "%s", tooManyKeys(limit))
+			return nil
+		}
 		seen[kn.Value] = true
 		out = append(out, pair{kn.Value, v})
 	}
 	for _, p := range merged {
 		if !seen[p.key] {
+			if len(out) == limit {
+				w.errorf(path, "%s", tooManyKeys(limit))
+				return nil
+			}
 			seen[p.key] = true
 			out = append(out, p)
 		}
@@ -676,8 +701,9 @@ func (w *walker) structValue(n *yaml.Node, t reflect.Type, path string, depth in
 		return nil
 	}
 	fields := jsonFields(t)
-	out := make(map[string]any, len(n.Content)/2)
-	for _, p := range w.pairs(n, path) {
+	ps := w.pairs(n, path)
+	out := make(map[string]any, len(ps))
+	for _, p := range ps {
 		fp := join(path, p.key)
 		f, ok := fields[p.key]
 		if !ok {
@@ -711,8 +737,9 @@ func (w *walker) mapValue(n *yaml.Node, t reflect.Type, path string, depth int) 
 		w.errorf(path, "expected a map, got %s", describe(n))
 		return nil
 	}
-	out := make(map[string]any, len(n.Content)/2)
-	for _, p := range w.pairs(n, path) {
+	ps := w.pairsUpTo(n, path, mapKeyLimit(path[strings.LastIndexByte(path, '.')+1:]))
+	out := make(map[string]any, len(ps))
+	for _, p := range ps {
 		fp := path + "[" + p.key + "]"
 		if t.Elem() == quantityType && isNull(w.deref(p.val)) {
 			w.errorf(fp, "expected a quantity, got null")

@@ -28,7 +28,32 @@ const (
 	// MaxDocuments bounds the documents (empty ones included) and the
 	// objects (List items included) of one input to Decode.
 	MaxDocuments = 10000
+	// MaxMapKeys bounds the keys of every map and object of a decoded
+	// object (annotations, ConfigMap and Secret data, resources, ...),
+	// counted while it is read; label maps get MaxLabels (mapKeyLimit).
+	MaxMapKeys = 10000
 )
+
+// labelMapFields are the fields holding label maps (or selectors made of
+// labels), limited to MaxLabels keys by Validate and, while decoding, by
+// mapKeyLimit.
+var labelMapFields = map[string]bool{"labels": true, "matchLabels": true, "nodeSelector": true, "selector": true}
+
+// mapKeyLimit returns the most keys a map or object held by the field
+// named field may have. It is checked while decoding, before the entries
+// past the limit are read, so that a body of a few megabytes of tiny keys
+// costs little time and memory.
+func mapKeyLimit(field string) int {
+	if labelMapFields[field] {
+		return MaxLabels
+	}
+	return MaxMapKeys
+}
+
+// tooManyKeys is the error of a map or object with more than max keys.
+func tooManyKeys(max int) string {
+	return fmt.Sprintf("too many: more than %d keys, must have at most %d", max, max)
+}
 
 func tooManyDocuments() error {
 	return fmt.Errorf("more than %d documents or objects in one input: split it into several files", MaxDocuments)
@@ -110,6 +135,17 @@ func InvalidUTF8(data []byte) error {
 	return fmt.Errorf("input is not valid UTF-8 (line %d, byte offset %d)", line, off)
 }
 
+// JSONPathAt returns the path of the JSON value of data that holds byte
+// offset off, or starts at it (such as objects[3].metadata), "" for the
+// top value or when the JSON breaks before off.
+func JSONPathAt(data []byte, off int) string {
+	path, _, _, ok := jsonPathAt(data, off)
+	if !ok {
+		return ""
+	}
+	return path
+}
+
 // jsonPathAt walks the JSON in data up to byte offset off and returns the
 // path of the value that holds it, or, when a field name holds it, the
 // path of the object and the name (isKey). ok is false when the JSON ends
@@ -161,6 +197,9 @@ func jsonPathAt(data []byte, off int) (path, key string, isKey, ok bool) {
 		if d, isDelim := tok.(json.Delim); isDelim {
 			switch d {
 			case '{', '[':
+				if past { // off is this object or array's opening byte
+					return build(true), "", false, true
+				}
 				stack = append(stack, frame{array: d == '[', wantKey: d == '{'})
 			default:
 				stack = stack[:len(stack)-1]

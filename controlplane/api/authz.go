@@ -119,7 +119,10 @@ func (s *Server) authorizeNode(ctx context.Context, node, verb string, body []by
 			}
 			raw = req.Object
 		}
-		obj, k, err := decodeObject(raw)
+		if err := refuseEarly(node, verb, raw); err != nil {
+			return err
+		}
+		obj, k, err := decodeObjectBounded(raw)
 		if err != nil {
 			return err
 		}
@@ -168,6 +171,52 @@ func (s *Server) authorizeNode(ctx context.Context, node, verb string, body []by
 		return forbidden(node, verb, k.Resource, ns, meta.Name, "nodes may not write this kind")
 	}
 	return client.Errorf(client.CodeForbidden, "node %q may not %s", node, verb)
+}
+
+// refuseEarly returns the Forbidden error of a write node may surely not
+// make, judged from the object's apiVersion, kind and name alone, read by
+// a shallow decode: a node cannot make the control plane decode in full
+// (and validate) an object it may not write. nil means "decode it whole
+// and decide" (authorizeNode), also when the shallow decode fails: the
+// full one names what is wrong.
+func refuseEarly(node, verb string, raw []byte) error {
+	var o struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+	}
+	if json.Unmarshal(raw, &o) != nil {
+		return nil
+	}
+	k, err := manifests.KindFor(o.APIVersion, o.Kind)
+	if err != nil || len(o.Metadata.Name) > 253 || len(o.Metadata.Namespace) > 63 {
+		return nil
+	}
+	ns, name := namespaceFor(k, o.Metadata.Namespace), o.Metadata.Name
+	switch k.Kind {
+	case "Node":
+		if name == node {
+			return nil
+		}
+		return forbidden(node, verb, k.Resource, "", name, "it is another node")
+	case "Pod":
+		if verb == messaging.VerbUpdateStatus {
+			return nil // if the pod is bound to it: authorizeNode
+		}
+		return forbidden(node, verb, k.Resource, ns, name, "nodes may only update the status of pods")
+	case "PersistentVolume":
+		if verb == messaging.VerbUpdate {
+			return nil // authorizeNodeVolumeUpdate
+		}
+	case "Event":
+		if verb == messaging.VerbApply {
+			return nil // if it is about the node or its pods: authorizeNode
+		}
+	}
+	return forbidden(node, verb, k.Resource, ns, name, "nodes may not write this kind")
 }
 
 // podBoundTo reports whether the stored pod namespace/name is bound to node.

@@ -22,13 +22,22 @@ const (
 	maxResourceVersionLen = 20
 	// maxPolicyLen bounds a delete's propagationPolicy.
 	maxPolicyLen = 32
+	// maxTokenIDLen, maxSecretLen and maxPublicKeyLen bound the fields
+	// of a join request (an ID is 16 hex digits, a secret 43 base64
+	// characters, a public nkey 56 characters).
+	maxTokenIDLen   = 64
+	maxSecretLen    = 256
+	maxPublicKeyLen = 128
+	// maxDurationLen bounds a TTL ("720h").
+	maxDurationLen = 32
 )
 
-// decodeBounded checks a request body (nesting depth, UTF-8) and then
+// decodeBounded checks a request body (nesting depth, list lengths,
+// UTF-8) and then
 // strictly decodes it into v, and checks the fields of the requests that
 // name objects: every failure is Invalid, naming the field.
 func decodeBounded(body []byte, v any) error {
-	if err := checkDepth(body, MaxRequestDepth); err != nil {
+	if err := checkShape(body, MaxRequestDepth, manifests.MaxListItems); err != nil {
 		return client.Errorf(client.CodeInvalid, "decode request: %v", err)
 	}
 	if err := manifests.InvalidUTF8(body); err != nil {
@@ -55,6 +64,19 @@ func decodeBounded(body []byte, v any) error {
 			field{"name", r.Name, 253, checkKeyName},
 			field{"resourceVersion", r.ResourceVersion, maxResourceVersionLen, nil},
 			field{"propagationPolicy", r.PropagationPolicy, maxPolicyLen, nil})
+	case *client.JoinRequest:
+		// The token ID and the node name become keys of the join tokens
+		// and node keys buckets: no wildcard may reach them (found by
+		// FuzzJoinRequest: "*" was an Internal "invalid key").
+		return checkFields(
+			field{"tokenId", r.TokenID, maxTokenIDLen, checkKeyName},
+			field{"secret", r.Secret, maxSecretLen, nil},
+			field{"node", r.Node, 253, checkKeyName},
+			field{"publicKey", r.PublicKey, maxPublicKeyLen, nil})
+	case *client.RevokeRequest:
+		return checkFields(field{"node", r.Node, 253, checkKeyName})
+	case *client.TokenCreateRequest:
+		return checkFields(field{"ttl", r.TTL, maxDurationLen, nil}, field{"node", r.Node, 253, nil})
 	}
 	return nil
 }
@@ -123,12 +145,21 @@ func checkObjectName(name string) error {
 	return checkFields(field{"metadata.name", name, 253, checkKeyName})
 }
 
-// checkDepth refuses JSON nested deeper than max arrays and objects. It
-// scans the bytes once, without recursion, so a body of a million '['
-// costs a few milliseconds and no stack.
-func checkDepth(body []byte, max int) error {
-	depth, inString, escaped := 0, false, false
-	for _, c := range body {
+// checkShape refuses JSON nested deeper than maxDepth arrays and objects,
+// or holding a list (anywhere) of more than maxItems items. It scans the
+// bytes once, without recursion, so a body of a million '[' costs a few
+// milliseconds and no stack, and a list of a million tiny items is refused
+// before encoding/json makes a value of each (no request has such a list:
+// an object's lists are bounded by manifests.MaxListItems too).
+func checkShape(body []byte, maxDepth, maxItems int) error {
+	type level struct {
+		array  bool
+		commas int // separators met: items - 1
+		start  int // offset of the '[' or '{'
+	}
+	var levels []level
+	inString, escaped := false, false
+	for i, c := range body {
 		switch {
 		case inString:
 			switch {
@@ -142,13 +173,32 @@ func checkDepth(body []byte, max int) error {
 		case c == '"':
 			inString = true
 		case c == '[' || c == '{':
-			depth++
-			if depth > max {
-				return fmt.Errorf("nesting deeper than %d levels", max)
+			if len(levels) == maxDepth {
+				return fmt.Errorf("nesting deeper than %d levels", maxDepth)
 			}
+			levels = append(levels, level{array: c == '[', start: i})
 		case c == ']' || c == '}':
-			depth--
+			if len(levels) > 0 {
+				levels = levels[:len(levels)-1]
+			}
+		case c == ',':
+			if n := len(levels); n > 0 && levels[n-1].array {
+				levels[n-1].commas++
+				if levels[n-1].commas == maxItems {
+					return listTooLong(body, levels[n-1].start, maxItems)
+				}
+			}
 		}
 	}
 	return nil
+}
+
+// listTooLong is the error of the list starting at offset start, naming
+// its field when the JSON before it can be read.
+func listTooLong(body []byte, start, maxItems int) error {
+	path := manifests.JSONPathAt(body, start)
+	if path == "" {
+		return fmt.Errorf("a list holds more than %d items", maxItems)
+	}
+	return fmt.Errorf("%s: too many: more than %d items", path, maxItems)
 }
