@@ -21,6 +21,31 @@ import (
 	"github.com/edgeorch/edgeorch/test/bench/proc"
 )
 
+// startChild starts this program again with args (a role), its stderr
+// ours, and returns its stdin and a scanner of its stdout.
+func startChild(ctx context.Context, what string, args ...string) (*exec.Cmd, io.WriteCloser, *bufio.Scanner, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, args...)
+	cmd.Stderr = os.Stderr
+	// Gone with this process, whatever way it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, fmt.Errorf("start %s: %w", what, err)
+	}
+	return cmd, stdin, bufio.NewScanner(stdout), nil
+}
+
 // cpProc is the child process running the control plane, so that its
 // memory and CPU are measured apart from the harness's own watches, lists
 // and decoded objects.
@@ -35,29 +60,13 @@ type cpProc struct {
 // startControlPlane starts the control plane (role controlplane) and
 // returns once it serves.
 func startControlPlane(ctx context.Context, cfg config) (*cpProc, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, self, "-role=controlplane", "-heartbeat="+cfg.heartbeat.String(),
+	cmd, stdin, sc, err := startChild(ctx, "control plane", "-role=controlplane", "-heartbeat="+cfg.heartbeat.String(),
 		"-sync-always="+strconv.FormatBool(cfg.syncAlways), "-cpuprofile="+cfg.cpuProfile,
 		"-memprofile="+cfg.memProfile, "-peakprofile="+cfg.peakProfile)
-	cmd.Stderr = os.Stderr
-	// Gone with this process, whatever way it ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start control plane: %w", err)
 	}
 	p := &cpProc{cmd: cmd, stdin: stdin, lines: make(chan string, 16), done: make(chan error, 1)}
-	sc := bufio.NewScanner(stdout)
 	if !sc.Scan() {
 		err := cmd.Wait()
 		return nil, fmt.Errorf("control plane exited before serving: %v", err)

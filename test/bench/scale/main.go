@@ -22,7 +22,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -33,7 +32,6 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
@@ -546,30 +544,14 @@ func (fs fleetProcs) launched() time.Duration {
 }
 
 func startFleet(ctx context.Context, cfg config, url string, first, n int) (*fleetProc, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, self, "-role=fleet", "-url="+url,
+	cmd, stdin, sc, err := startChild(ctx, "fleet", "-role=fleet", "-url="+url,
 		"-first="+strconv.Itoa(first), "-nodes="+strconv.Itoa(n), "-heartbeat="+cfg.heartbeat.String(),
 		"-agent-poll="+cfg.agentPoll.String(), "-start-concurrency="+strconv.Itoa(cfg.concurrency),
 		"-cpuprofile="+cfg.cpuProfile)
-	cmd.Stderr = os.Stderr
-	// Gone with this process, whatever way it ends.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start fleet: %w", err)
 	}
 	f := &fleetProc{cmd: cmd, stdin: stdin, done: make(chan error, 1)}
-	sc := bufio.NewScanner(stdout)
 	if !sc.Scan() {
 		err := cmd.Wait()
 		return nil, fmt.Errorf("fleet exited before starting its agents: %v", err)
