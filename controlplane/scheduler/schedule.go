@@ -108,12 +108,13 @@ func schedule(pod *manifests.Pod, infos []*nodeInfo, start int) (string, *FitErr
 	req := podRequests(pod)
 	spread := newSpreadState(pod, infos)
 	want := numFeasibleNodesToFind(n)
+	selKey := selectorKey(pod)
 	var fe *FitError
 	feasible := make([]candidate, 0, min(want, 128))
 	examined := 0
 	for ; examined < n && len(feasible) < want; examined++ {
 		ni := infos[(start+examined)%n]
-		if reasons := filter(pod, req, ni, spread); len(reasons) > 0 {
+		if reasons := filter(pod, req, ni, spread, selKey); len(reasons) > 0 {
 			if fe == nil {
 				fe = &FitError{NumNodes: n, Reasons: map[string]int{}}
 			}
@@ -147,6 +148,15 @@ type nodeInfo struct {
 	// spreading of a pod without a controller reads one entry per
 	// distinct set (a few) rather than every pod of the node.
 	groups map[string]*labelGroup
+	// Memos of the last answers, for the run of like pods a burst brings
+	// (a ReplicaSet's, a batch of bare pods): how many pods carry the
+	// label set simKey names (cleared when a pod comes or goes), and
+	// whether the node selector selKey names matches (cleared when the
+	// node changes).
+	simKey   string
+	simCount int
+	selKey   string
+	selOK    bool
 	// uncounted are pods given to Schedule, not yet in pods (see counted);
 	// self is the pod being placed, which they may include.
 	uncounted []*manifests.Pod
@@ -168,6 +178,7 @@ func (ni *nodeInfo) counted() *nodeInfo {
 
 func (ni *nodeInfo) setNode(n *manifests.Node) {
 	ni.node = n
+	ni.selKey = ""
 	ni.ready = n != nil && IsNodeReady(n)
 	ni.handlers = ni.handlers[:0]
 	if n != nil {
@@ -182,6 +193,7 @@ func (ni *nodeInfo) setNode(n *manifests.Node) {
 
 func (ni *nodeInfo) add(p *manifests.Pod) {
 	ni.pods = append(ni.pods, p)
+	ni.simKey = ""
 	r := podRequests(p)
 	ni.used.milliCPU += r.milliCPU
 	ni.used.memory += r.memory
@@ -216,25 +228,53 @@ type labelGroup struct {
 
 // groupKey names p's namespace and label set: the same for pods whose
 // namespaces and labels are equal.
-func groupKey(p *manifests.Pod) string {
-	keys := make([]string, 0, len(p.Labels))
-	size := len(p.Namespace) + 1
-	for k, v := range p.Labels {
+func groupKey(p *manifests.Pod) string { return mapKey(p.Namespace, p.Labels) }
+
+// mapKey names prefix and the keys and values of m: equal for equal maps.
+func mapKey(prefix string, m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	size := len(prefix) + 1
+	for k, v := range m {
 		keys = append(keys, k)
 		size += len(k) + len(v) + 2
 	}
 	slices.Sort(keys)
 	var b strings.Builder
 	b.Grow(size)
-	b.WriteString(p.Namespace)
+	b.WriteString(prefix)
 	b.WriteByte(0)
 	for _, k := range keys {
 		b.WriteString(k)
 		b.WriteByte('=')
-		b.WriteString(p.Labels[k])
+		b.WriteString(m[k])
 		b.WriteByte(0)
 	}
 	return b.String()
+}
+
+// selectorKey names pod's node selector for the nodes' memo (selKey);
+// "" when there is nothing to memoise: no selector, or required node
+// affinity, which is matched afresh.
+func selectorKey(pod *manifests.Pod) string {
+	if len(pod.Spec.NodeSelector) == 0 {
+		return ""
+	}
+	if aff := pod.Spec.Affinity; aff != nil && aff.NodeAffinity != nil && aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		return ""
+	}
+	return mapKey("", pod.Spec.NodeSelector)
+}
+
+// matchesSelector is matchesNodeSelector(pod, ni.node.Labels), memoised
+// under key (selectorKey(pod)).
+func (ni *nodeInfo) matchesSelector(pod *manifests.Pod, key string) bool {
+	if key == "" {
+		return matchesNodeSelector(pod, ni.node.Labels)
+	}
+	if ni.selKey != key {
+		ni.selKey, ni.selOK = key, matchesNodeSelector(pod, ni.node.Labels)
+	}
+	return ni.selOK
 }
 
 // remove drops the pod namespace/name and reports whether it was there.
@@ -247,6 +287,7 @@ func (ni *nodeInfo) remove(namespace, name string) bool {
 		ni.pods[i] = ni.pods[last]
 		ni.pods[last] = nil
 		ni.pods = ni.pods[:last]
+		ni.simKey = ""
 		r := podRequests(p)
 		ni.used.milliCPU -= r.milliCPU
 		ni.used.memory -= r.memory
@@ -295,7 +336,7 @@ func activePods(pod *manifests.Pod, pods []*manifests.Pod) []*manifests.Pod {
 // PodTopologySpread) and stops at the first failing one (the resource
 // check may report several resources at once). What the node offers and
 // what its pods use are read from ni.
-func filter(pod *manifests.Pod, req resources, ni *nodeInfo, spread *spreadState) (reasons []string) {
+func filter(pod *manifests.Pod, req resources, ni *nodeInfo, spread *spreadState, selKey string) (reasons []string) {
 	node := ni.node
 	if node.Spec.Unschedulable && !tolerates(pod.Spec.Tolerations, manifests.Taint{Key: TaintUnschedulable, Effect: "NoSchedule"}) {
 		return []string{ReasonNodeUnschedulable}
@@ -312,7 +353,7 @@ func filter(pod *manifests.Pod, req resources, ni *nodeInfo, spread *spreadState
 	if h := RuntimeHandler(pod); !slices.Contains(ni.handlers, h) {
 		return []string{fmt.Sprintf("node(s) didn't have runtime handler %s", h)}
 	}
-	if !matchesNodeSelector(pod, node.Labels) {
+	if !ni.matchesSelector(pod, selKey) {
 		return []string{ReasonAffinity}
 	}
 	if r := fitResources(req, ni.alloc, ni.counted().used); len(r) > 0 {
@@ -575,10 +616,15 @@ func countSimilar(pod *manifests.Pod, ni *nodeInfo) int {
 type similarPods struct {
 	owner, namespace string
 	labels           map[string]string
+	key              string // groupKey of the pod without a controller, for the nodes' memo
 }
 
 func newSimilarPods(pod *manifests.Pod) similarPods {
-	return similarPods{owner: controllerUID(pod), namespace: pod.Namespace, labels: pod.Labels}
+	s := similarPods{owner: controllerUID(pod), namespace: pod.Namespace, labels: pod.Labels}
+	if s.owner == "" && len(s.labels) > 0 {
+		s.key = groupKey(pod)
+	}
+	return s
 }
 
 func (s similarPods) count(ni *nodeInfo) int {
@@ -588,12 +634,16 @@ func (s similarPods) count(ni *nodeInfo) int {
 	if len(s.labels) == 0 {
 		return 0
 	}
+	if ni.simKey == s.key {
+		return ni.simCount
+	}
 	n := 0
 	for _, g := range ni.groups {
 		if g.namespace == s.namespace && hasLabels(g.labels, s.labels) {
 			n += g.n
 		}
 	}
+	ni.simKey, ni.simCount = s.key, n
 	return n
 }
 

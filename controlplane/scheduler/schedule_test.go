@@ -326,3 +326,24 @@ func TestSimilarPodsCountedByLabelGroups(t *testing.T) {
 		t.Fatalf("groups hold %d pods, node %d, live %d", total, len(ni.pods), len(live))
 	}
 }
+
+// TestNodeSelectorMemoFollowsNodeChanges checks the node selector memo
+// against node label changes and other selectors.
+func TestNodeSelectorMemoFollowsNodeChanges(t *testing.T) {
+	ni := &nodeInfo{}
+	ni.setNode(node("n1", labels("site", "a"), alloc("4", "4Gi", "110")))
+	siteA, siteB := pod("a", selector("site", "a")), pod("b", selector("site", "b"))
+	ka, kb := selectorKey(siteA), selectorKey(siteB)
+	if ka == "" || ka == kb {
+		t.Fatalf("selector keys %q and %q", ka, kb)
+	}
+	for range 2 { // the second round answers from the memo
+		if !ni.matchesSelector(siteA, ka) || ni.matchesSelector(siteB, kb) {
+			t.Fatal("site=a node: want site=a to match and site=b not")
+		}
+	}
+	ni.setNode(node("n1", labels("site", "b"), alloc("4", "4Gi", "110")))
+	if ni.matchesSelector(siteA, ka) || !ni.matchesSelector(siteB, kb) {
+		t.Fatal("relabelled site=b: the memo kept the old labels' answer")
+	}
+}
