@@ -196,14 +196,21 @@ func Connect(ctx context.Context, url string, name string, opts ...nats.Option) 
 	return nc, nil
 }
 
-// slogAdapter is the embedded server's logger (server.Logger) over slog.
+// slogAdapter is the embedded server's logger (server.Logger) over slog;
+// a line is formatted only when its level is enabled.
 type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) log(level slog.Level, format string, v []any) {
+	if a.l.Enabled(context.Background(), level) {
+		a.l.Log(context.Background(), level, fmt.Sprintf(format, v...))
+	}
+}
 
 // Noticef: the server's banner and routine notices, debug here (its
 // warnings and errors are what an operator needs to see).
-func (a slogAdapter) Noticef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
-func (a slogAdapter) Tracef(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Noticef(format string, v ...any) { a.log(slog.LevelDebug, format, v) }
+func (a slogAdapter) Warnf(format string, v ...any)   { a.log(slog.LevelWarn, format, v) }
+func (a slogAdapter) Errorf(format string, v ...any)  { a.log(slog.LevelError, format, v) }
+func (a slogAdapter) Fatalf(format string, v ...any)  { a.log(slog.LevelError, format, v) }
+func (a slogAdapter) Debugf(format string, v ...any)  { a.log(slog.LevelDebug, format, v) }
+func (a slogAdapter) Tracef(format string, v ...any)  { a.log(slog.LevelDebug, format, v) }
