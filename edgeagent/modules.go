@@ -32,6 +32,11 @@ type moduleCache struct {
 	mu       sync.Mutex
 	verified map[string]bool
 	fetching map[string]*sync.Mutex
+	// tags are the digests module references (name:tag) resolved to on
+	// this node, for IfNotPresent: like the kubelet with an image whose
+	// tag it has, the agent does not ask again for a tag it resolved
+	// and whose module it holds.
+	tags map[string]string
 }
 
 // moduleOpener is the resumable part of the control plane API
@@ -61,10 +66,26 @@ func (m *moduleCache) logger() *slog.Logger {
 }
 
 func newModuleCache(dir string, api API) *moduleCache {
-	return &moduleCache{dir: dir, api: api, verified: map[string]bool{}, fetching: map[string]*sync.Mutex{}}
+	return &moduleCache{dir: dir, api: api, verified: map[string]bool{}, fetching: map[string]*sync.Mutex{}, tags: map[string]string{}}
 }
 
 func (m *moduleCache) path(digest string) string { return filepath.Join(m.dir, digest+".wasm") }
+
+// present returns the digest ref resolved to on this node before, if its
+// module is here and verified.
+func (m *moduleCache) present(ref string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.tags[ref]
+	return d, ok && m.verified[d]
+}
+
+// resolved records that ref resolved to digest.
+func (m *moduleCache) resolved(ref, digest string) {
+	m.mu.Lock()
+	m.tags[ref] = digest
+	m.mu.Unlock()
+}
 
 // ensure returns the path of the module with digest, fetching it from the
 // control plane when it is missing or corrupt.

@@ -86,6 +86,7 @@ func (a *Agent) prepull(ctx context.Context, req client.PrepullRequest) (string,
 		if _, err := a.mods.ensure(ctx, hex); err != nil {
 			return "", err
 		}
+		a.mods.resolved(req.Image, hex)
 		return "sha256:" + hex, nil
 	}
 	if a.imgs == nil {

@@ -702,11 +702,14 @@ func (w *podWorker) image(ctx context.Context, handler string, spec *manifests.C
 		return w.registryModule(ctx, w.pod(), spec, c)
 	}
 	digest := c.digest
-	if digest == "" || c.image != spec.Image || spec.ImagePullPolicy == "Always" {
+	if d, ok := w.presentModule(spec, c); ok {
+		digest = d
+	} else if digest == "" || c.image != spec.Image || spec.ImagePullPolicy == "Always" {
 		d, err := w.resolveModule(ctx, spec.Image)
 		switch {
 		case err == nil:
 			digest = d
+			w.a.mods.resolved(spec.Image, d)
 		case digest != "" && c.image == spec.Image:
 			// Offline: keep what we resolved before.
 		default:
@@ -730,7 +733,24 @@ func (w *podWorker) needsResolve(handler string, spec *manifests.Container, c *c
 	if w.a.cfg.PassImages || handler != manifests.RuntimeWasm || images.IsRegistryRef(spec.Image) {
 		return false
 	}
+	if _, ok := w.presentModule(spec, c); ok {
+		return false
+	}
 	return c.digest == "" || c.image != spec.Image || spec.ImagePullPolicy == "Always"
+}
+
+// presentModule returns the digest of a new container's module reference
+// that this node resolved before and holds, when its pull policy lets the
+// node use it without asking (not Always; IfNotPresent and Never) and no
+// resolution of it is already under way.
+func (w *podWorker) presentModule(spec *manifests.Container, c *ctr) (string, bool) {
+	if spec.ImagePullPolicy == "Always" || (c.digest != "" && c.image == spec.Image) {
+		return "", false
+	}
+	if _, ok := w.resolving[spec.Image]; ok {
+		return "", false
+	}
+	return w.a.mods.present(spec.Image)
 }
 
 // resolveAhead starts resolving the module references of a new sandbox's

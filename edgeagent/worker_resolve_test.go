@@ -60,8 +60,8 @@ func cachedModule(t *testing.T, a *Agent, content string) string {
 }
 
 // The module reference of a new pod is looked up once, while the sandbox
-// is made, and a lookup's answer serves only the start it was made for: a
-// tag moved before the next start is seen.
+// is made, and with imagePullPolicy Always a lookup's answer serves only
+// the start it was made for: a tag moved before the next start is seen.
 func TestWorkerResolvesModuleOncePerStart(t *testing.T) {
 	ctx := context.Background()
 	rt := newFakeRuntime()
@@ -73,7 +73,7 @@ func TestWorkerResolvesModuleOncePerStart(t *testing.T) {
 	d2 := cachedModule(t, a, "\x00asm v2")
 	api.set("app:v1", d1)
 
-	w := newPodWorker(a, &state.Pod{Pod: testWorkerPod("wasm", "app:v1", "Always"), Revision: 1})
+	w := newPodWorker(a, &state.Pod{Pod: pullAlways(testWorkerPod("wasm", "app:v1", "Always")), Revision: 1})
 	w.sync(ctx)
 	cs := onlyStatus(t, w)
 	if cs.State.Running == nil || cs.ImageID != "sha256:"+d1 {
@@ -94,7 +94,7 @@ func TestWorkerResolvesModuleOncePerStart(t *testing.T) {
 	}
 
 	// A new pod of the same image starts from the moved tag.
-	p := testWorkerPod("wasm", "app:v1", "Always")
+	p := pullAlways(testWorkerPod("wasm", "app:v1", "Always"))
 	p.Name, p.UID = "q", "uid-2"
 	w2 := newPodWorker(a, &state.Pod{Pod: p, Revision: 2})
 	w2.sync(ctx)
@@ -105,7 +105,7 @@ func TestWorkerResolvesModuleOncePerStart(t *testing.T) {
 
 	// A pod with an init container: the app container looks its module
 	// up when it starts, not when the sandbox is made.
-	p = testWorkerPod("wasm", "app:v1", "Never")
+	p = pullAlways(testWorkerPod("wasm", "app:v1", "Never"))
 	p.Name, p.UID = "r", "uid-3"
 	p.Spec.InitContainers = []manifests.Container{{Name: "setup", Image: "setup:v1"}}
 	api.set("setup:v1", d1)
@@ -128,5 +128,60 @@ func TestWorkerResolvesModuleOncePerStart(t *testing.T) {
 	st := w3.rec.Status
 	if len(st.ContainerStatuses) != 1 || st.ContainerStatuses[0].State.Running == nil || !strings.HasSuffix(st.ContainerStatuses[0].ImageID, d1) {
 		t.Fatalf("app container after init: %+v", st.ContainerStatuses)
+	}
+}
+
+// pullAlways sets imagePullPolicy Always on p's containers.
+func pullAlways(p *manifests.Pod) *manifests.Pod {
+	for i := range p.Spec.Containers {
+		p.Spec.Containers[i].ImagePullPolicy = "Always"
+	}
+	return p
+}
+
+// With IfNotPresent a new pod uses what the node resolved the tag to
+// before, with the module here, without asking the control plane (as the
+// kubelet with an image tag it has); Always asks again.
+func TestWorkerIfNotPresentUsesResolvedTag(t *testing.T) {
+	ctx := context.Background()
+	rt := newFakeRuntime()
+	api := &tagAPI{fakeAPI: fakeAPI{objects: map[string]manifests.Object{
+		"configmaps/default/cfg": &manifests.ConfigMap{Data: map[string]string{"level": "x"}}}},
+		tags: map[string]string{}, calls: map[string]int{}}
+	a := newTestAgent(t, rt, api)
+	d1 := cachedModule(t, a, "\x00asm v1")
+	d2 := cachedModule(t, a, "\x00asm v2")
+	api.set("app:v1", d1)
+	start := func(name, policy string) manifests.ContainerStatus {
+		t.Helper()
+		p := testWorkerPod("wasm", "app:v1", "Always")
+		p.Name, p.UID = name, "uid-"+name
+		p.Spec.Containers[0].ImagePullPolicy = policy
+		w := newPodWorker(a, &state.Pod{Pod: p, Revision: 1})
+		w.sync(ctx)
+		return onlyStatus(t, w)
+	}
+	if cs := start("a", "IfNotPresent"); cs.State.Running == nil || cs.ImageID != "sha256:"+d1 {
+		t.Fatalf("first pod: %+v", cs)
+	}
+	if n := api.lookups("app:v1"); n != 1 {
+		t.Fatalf("%d lookups for the first pod, want 1", n)
+	}
+	api.set("app:v1", d2) // the tag moves
+	if cs := start("b", "IfNotPresent"); cs.State.Running == nil || cs.ImageID != "sha256:"+d1 {
+		t.Fatalf("IfNotPresent after the tag moved: %+v, want the node's %s", cs, d1)
+	}
+	if n := api.lookups("app:v1"); n != 1 {
+		t.Fatalf("%d lookups after an IfNotPresent pod, want still 1", n)
+	}
+	if cs := start("c", "Always"); cs.State.Running == nil || cs.ImageID != "sha256:"+d2 {
+		t.Fatalf("Always after the tag moved: %+v, want %s", cs, d2)
+	}
+	if n := api.lookups("app:v1"); n != 2 {
+		t.Fatalf("%d lookups after an Always pod, want 2", n)
+	}
+	// What Always found is what the node has now.
+	if cs := start("d", "IfNotPresent"); cs.ImageID != "sha256:"+d2 {
+		t.Fatalf("IfNotPresent after Always: %+v, want %s", cs, d2)
 	}
 }
