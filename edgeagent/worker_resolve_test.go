@@ -59,11 +59,9 @@ func cachedModule(t *testing.T, a *Agent, content string) string {
 	return d
 }
 
-// The module reference of a new pod is looked up once, while the sandbox
-// is made, and with imagePullPolicy Always a lookup's answer serves only
-// the start it was made for: a tag moved before the next start is seen.
-func TestWorkerResolvesModuleOncePerStart(t *testing.T) {
-	ctx := context.Background()
+// tagAgent returns an agent whose API resolves tags from a map, with two
+// modules in its cache and app:v1 resolving to the first.
+func tagAgent(t *testing.T) (*fakeRuntime, *tagAPI, *Agent, string, string) {
 	rt := newFakeRuntime()
 	api := &tagAPI{fakeAPI: fakeAPI{objects: map[string]manifests.Object{
 		"configmaps/default/cfg": &manifests.ConfigMap{Data: map[string]string{"level": "x"}}}},
@@ -72,6 +70,15 @@ func TestWorkerResolvesModuleOncePerStart(t *testing.T) {
 	d1 := cachedModule(t, a, "\x00asm v1")
 	d2 := cachedModule(t, a, "\x00asm v2")
 	api.set("app:v1", d1)
+	return rt, api, a, d1, d2
+}
+
+// The module reference of a new pod is looked up once, while the sandbox
+// is made, and with imagePullPolicy Always a lookup's answer serves only
+// the start it was made for: a tag moved before the next start is seen.
+func TestWorkerResolvesModuleOncePerStart(t *testing.T) {
+	ctx := context.Background()
+	rt, api, a, d1, d2 := tagAgent(t)
 
 	w := newPodWorker(a, &state.Pod{Pod: pullAlways(testWorkerPod("wasm", "app:v1", "Always")), Revision: 1})
 	w.sync(ctx)
@@ -144,14 +151,7 @@ func pullAlways(p *manifests.Pod) *manifests.Pod {
 // kubelet with an image tag it has); Always asks again.
 func TestWorkerIfNotPresentUsesResolvedTag(t *testing.T) {
 	ctx := context.Background()
-	rt := newFakeRuntime()
-	api := &tagAPI{fakeAPI: fakeAPI{objects: map[string]manifests.Object{
-		"configmaps/default/cfg": &manifests.ConfigMap{Data: map[string]string{"level": "x"}}}},
-		tags: map[string]string{}, calls: map[string]int{}}
-	a := newTestAgent(t, rt, api)
-	d1 := cachedModule(t, a, "\x00asm v1")
-	d2 := cachedModule(t, a, "\x00asm v2")
-	api.set("app:v1", d1)
+	_, api, a, d1, d2 := tagAgent(t)
 	start := func(name, policy string) manifests.ContainerStatus {
 		t.Helper()
 		p := testWorkerPod("wasm", "app:v1", "Always")
