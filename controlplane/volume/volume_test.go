@@ -86,14 +86,23 @@ func (e *env) volume(t *testing.T, name string) (*manifests.PersistentVolume, er
 }
 
 // delete deletes obj as the API does: marked when it has finalizers.
+// delete deletes as the API does: a conflict with a controller's
+// concurrent write (the claim's status) is read again and retried.
 func (e *env) delete(t *testing.T, resource, namespace, name string) {
 	t.Helper()
-	o, err := e.st.Get(e.ctx, resource, namespace, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := gc.Delete(e.ctx, e.st, o, "", time.Now()); err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		o, err := e.st.Get(e.ctx, resource, namespace, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = gc.Delete(e.ctx, e.st, o, "", time.Now())
+		if client.IsConflict(err) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 }
 
