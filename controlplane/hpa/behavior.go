@@ -148,6 +148,20 @@ func scaleUpLimit(current int32, ups, downs []scaleEvent, r *manifests.HPAScalin
 	if r == nil {
 		r = manifests.DefaultHPAScaleUpRules()
 	}
+	return scaleLimit(current, ups, downs, r, now, true)
+}
+
+// scaleDownLimit is the fewest replicas the policies allow now.
+func scaleDownLimit(current int32, ups, downs []scaleEvent, r *manifests.HPAScalingRules, now time.Time) int32 {
+	if r == nil {
+		r = manifests.DefaultHPAScaleDownRules()
+	}
+	return scaleLimit(current, ups, downs, r, now, false)
+}
+
+// scaleLimit is scaleUpLimit (up) or scaleDownLimit: selectPolicy Max
+// takes the largest change (the most replicas up, the fewest down).
+func scaleLimit(current int32, ups, downs []scaleEvent, r *manifests.HPAScalingRules, now time.Time, up bool) int32 {
 	sel := manifests.MaxChangePolicySelect
 	if r.SelectPolicy != nil {
 		sel = *r.SelectPolicy
@@ -157,49 +171,21 @@ func scaleUpLimit(current int32, ups, downs []scaleEvent, r *manifests.HPAScalin
 	}
 	result := int32(math.MinInt32)
 	pick := func(a, b int32) int32 { return max(a, b) }
-	if sel == manifests.MinChangePolicySelect {
+	if (sel == manifests.MinChangePolicySelect) == up {
 		result = math.MaxInt32
 		pick = func(a, b int32) int32 { return min(a, b) }
 	}
 	for _, p := range r.Policies {
 		start := current - changeInPeriod(p.PeriodSeconds, ups, now) + changeInPeriod(p.PeriodSeconds, downs, now)
 		var proposed int32
-		switch p.Type {
-		case manifests.PodsScalingPolicy:
+		switch {
+		case p.Type == manifests.PodsScalingPolicy && up:
 			proposed = start + p.Value
-		case manifests.PercentScalingPolicy:
-			proposed = int32(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
-		}
-		result = pick(result, proposed)
-	}
-	return result
-}
-
-// scaleDownLimit is the fewest replicas the policies allow now.
-func scaleDownLimit(current int32, ups, downs []scaleEvent, r *manifests.HPAScalingRules, now time.Time) int32 {
-	if r == nil {
-		r = manifests.DefaultHPAScaleDownRules()
-	}
-	sel := manifests.MaxChangePolicySelect
-	if r.SelectPolicy != nil {
-		sel = *r.SelectPolicy
-	}
-	if sel == manifests.DisabledPolicySelect {
-		return current
-	}
-	result := int32(math.MaxInt32)
-	pick := func(a, b int32) int32 { return min(a, b) }
-	if sel == manifests.MinChangePolicySelect {
-		result = math.MinInt32
-		pick = func(a, b int32) int32 { return max(a, b) }
-	}
-	for _, p := range r.Policies {
-		start := current - changeInPeriod(p.PeriodSeconds, ups, now) + changeInPeriod(p.PeriodSeconds, downs, now)
-		var proposed int32
-		switch p.Type {
-		case manifests.PodsScalingPolicy:
+		case p.Type == manifests.PodsScalingPolicy:
 			proposed = start - p.Value
-		case manifests.PercentScalingPolicy:
+		case p.Type == manifests.PercentScalingPolicy && up:
+			proposed = int32(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
+		case p.Type == manifests.PercentScalingPolicy:
 			proposed = int32(float64(start) * (1 - float64(p.Value)/100))
 		}
 		result = pick(result, proposed)
