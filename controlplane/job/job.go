@@ -63,6 +63,13 @@ type Lister interface {
 	List(sel manifests.Selector) []manifests.Object
 }
 
+// PodLister is the pods' cache, which also lists the pods of one
+// controller without going over every pod.
+type PodLister interface {
+	Lister
+	ListControlledBy(uid string) []manifests.Object
+}
+
 // Recorder records events.
 type Recorder interface {
 	Eventf(ctx context.Context, obj manifests.Object, eventType, reason, format string, args ...any) error
@@ -80,7 +87,7 @@ type Options struct {
 type Controller struct {
 	st    Store
 	jobs  Lister
-	pods  Lister
+	pods  PodLister
 	rec   Recorder
 	opts  Options
 	queue *controller.Queue
@@ -102,7 +109,7 @@ type failureMark struct {
 
 // New returns a controller over the given caches. Register JobChanged and
 // PodChanged as the caches' handlers.
-func New(st Store, jobs, pods Lister, rec Recorder, opts Options) *Controller {
+func New(st Store, jobs Lister, pods PodLister, rec Recorder, opts Options) *Controller {
 	if opts.Backoff <= 0 {
 		opts.Backoff = DefaultBackoff
 	}
@@ -399,7 +406,7 @@ func (c *Controller) jobPods(key string, job *manifests.Job) []*manifests.Pod {
 	defer c.mu.Unlock()
 	var out []*manifests.Pod
 	still := map[string]bool{}
-	for _, o := range c.pods.List(manifests.Selector{}) {
+	for _, o := range c.pods.ListControlledBy(job.UID) {
 		p := o.(*manifests.Pod)
 		if p.Namespace != job.Namespace {
 			continue

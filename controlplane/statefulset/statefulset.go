@@ -63,6 +63,13 @@ type Lister interface {
 	List(sel manifests.Selector) []manifests.Object
 }
 
+// PodLister is the pods' cache, which also lists the pods of one
+// controller without going over every pod.
+type PodLister interface {
+	Lister
+	ListControlledBy(uid string) []manifests.Object
+}
+
 // Recorder records events.
 type Recorder interface {
 	Eventf(ctx context.Context, obj manifests.Object, eventType, reason, format string, args ...any) error
@@ -72,7 +79,7 @@ type Recorder interface {
 type Controller struct {
 	st     Store
 	sets   Lister
-	pods   Lister
+	pods   PodLister
 	claims Lister
 	// revisions may be nil: pods below a partition are then rebuilt
 	// from a sibling at the current revision.
@@ -90,7 +97,7 @@ type Controller struct {
 // New returns a controller over the given caches (claims may be nil when
 // no set uses claim templates). Register SetChanged, PodChanged and
 // ClaimChanged as the caches' handlers.
-func New(st Store, sets, pods, claims, revisions Lister, rec Recorder) *Controller {
+func New(st Store, sets Lister, pods PodLister, claims, revisions Lister, rec Recorder) *Controller {
 	return &Controller{
 		st: st, sets: sets, pods: pods, claims: claims, revisions: revisions, rec: rec,
 		queue:   controller.NewQueue(50*time.Millisecond, 30*time.Second),
@@ -556,7 +563,7 @@ func (c *Controller) ownedPods(key string, ss *manifests.StatefulSet, now time.T
 	defer c.mu.Unlock()
 	deleted := c.deletes[key]
 	seen := map[string]bool{}
-	for _, o := range c.pods.List(manifests.Selector{}) {
+	for _, o := range c.pods.ListControlledBy(ss.UID) {
 		p := o.(*manifests.Pod)
 		if p.Namespace != ss.Namespace {
 			continue
