@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -146,17 +147,40 @@ func (c *Controller) PodChanged(old, cur manifests.Object) {
 }
 
 // NodeChanged queues every DaemonSet when a node comes, goes or changes
-// its labels, taints or readiness.
+// its readiness, and, when it changes its labels or spec, the DaemonSets
+// whose pods that change lets on or off the node (as Kubernetes: a label
+// given to 1,000 nodes does not sync every DaemonSet 1,000 times over
+// every node).
 func (c *Controller) NodeChanged(old, cur manifests.Object) {
-	if old != nil && cur != nil {
-		on, nn := old.(*manifests.Node), cur.(*manifests.Node)
-		if manifests.EqualJSON(on.Labels, nn.Labels) && manifests.EqualJSON(on.Spec, nn.Spec) && scheduler.IsNodeReady(on) == scheduler.IsNodeReady(nn) {
+	on, _ := old.(*manifests.Node)
+	nn, _ := cur.(*manifests.Node)
+	if on != nil && nn != nil && scheduler.IsNodeReady(on) == scheduler.IsNodeReady(nn) {
+		if manifests.EqualJSON(on.Labels, nn.Labels) && manifests.EqualJSON(on.Spec, nn.Spec) {
 			return
 		}
+		for _, o := range c.dsets.List(manifests.Selector{}) {
+			probe := fitProbe(o.(*manifests.DaemonSet))
+			r0, c0 := nodeFit(probe, on)
+			r1, c1 := nodeFit(probe, nn)
+			if r0 != r1 || c0 != c1 {
+				c.queue.Add(controller.Key(o))
+			}
+		}
+		return
 	}
 	for _, o := range c.dsets.List(manifests.Selector{}) {
 		c.queue.Add(controller.Key(o))
 	}
+}
+
+// fitProbe is what nodeFit reads of ds's pods: the template's spec with
+// the automatic daemon tolerations (NewPod without the copies and the
+// template hash).
+func fitProbe(ds *manifests.DaemonSet) *manifests.Pod {
+	p := &manifests.Pod{Spec: ds.Spec.Template.Spec}
+	p.Spec.Tolerations = slices.Clone(p.Spec.Tolerations) // addTolerations appends
+	addTolerations(p)
+	return p
 }
 
 // TemplateHash is the controller-revision-hash of a template.

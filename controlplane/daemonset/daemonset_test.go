@@ -326,3 +326,57 @@ func TestFailedPodReplaced(t *testing.T) {
 		t.Fatalf("failed pod not replaced: %v", pods)
 	}
 }
+
+// TestNodeChangedQueuesOnlyAffectedDaemonSets: a node change queues a
+// DaemonSet only when it lets the DaemonSet's pods on or off the node
+// (labels its nodeSelector reads, a taint it does not tolerate) or when
+// the node comes, goes or changes readiness.
+func TestNodeChangedQueuesOnlyAffectedDaemonSets(t *testing.T) {
+	f := newFixture(t)
+	f.daemonSet("fake://run", "") // nodeSelector role=edge
+	mk := func(labels map[string]string, ready bool, taints ...manifests.Taint) *manifests.Node {
+		n := &manifests.Node{}
+		n.Name, n.Labels, n.Spec.Taints = "n1", labels, taints
+		st := manifests.ConditionTrue
+		if !ready {
+			st = manifests.ConditionFalse
+		}
+		n.Status.Conditions = []manifests.NodeCondition{{Type: manifests.NodeReady, Status: st}}
+		return n
+	}
+	edge := map[string]string{"role": "edge"}
+	edgeMore := map[string]string{"role": "edge", "zone": "a"}
+	cases := []struct {
+		name     string
+		old, cur *manifests.Node
+		queued   bool
+	}{
+		{"new node", nil, mk(edge, true), true},
+		{"node gone", mk(edge, true), nil, true},
+		{"heartbeat only", mk(edge, true), mk(edge, true), false},
+		{"label the selector does not read", mk(edge, true), mk(edgeMore, true), false},
+		{"label unrelated to a node it does not fit", mk(nil, true), mk(map[string]string{"zone": "a"}, true), false},
+		{"gets the selected label", mk(nil, true), mk(edge, true), true},
+		{"loses the selected label", mk(edge, true), mk(nil, true), true},
+		{"readiness", mk(edge, true), mk(edge, false), true},
+		{"NoSchedule taint", mk(edge, true), mk(edge, true, manifests.Taint{Key: "k", Effect: "NoSchedule"}), true},
+		{"tolerated taint (daemon tolerations)", mk(edge, true), mk(edge, true, manifests.Taint{Key: "node.kubernetes.io/unreachable", Effect: "NoExecute"}), false},
+	}
+	for _, tc := range cases {
+		for f.c.queue.Len() > 0 {
+			k, _ := f.c.queue.Get(f.ctx)
+			f.c.queue.Done(k)
+		}
+		var old, cur manifests.Object
+		if tc.old != nil {
+			old = tc.old
+		}
+		if tc.cur != nil {
+			cur = tc.cur
+		}
+		f.c.NodeChanged(old, cur)
+		if got := f.c.queue.Len() > 0; got != tc.queued {
+			t.Errorf("%s: DaemonSet queued %v, want %v", tc.name, got, tc.queued)
+		}
+	}
+}

@@ -47,10 +47,13 @@ type Recorder interface {
 
 // Binders is how many bindings the controller writes at once (Run). With
 // many writes in flight the store commits them in batches, one disk sync
-// for many (controlplane/store/commit.go): BenchmarkBind1000Synced bound
-// ~450 pods/s with 16 binders and no batches, ~650 with 64 and batches, on
-// a loaded machine.
-const Binders = 64
+// for many (controlplane/store/commit.go), and the more writes wait, the
+// fuller the batches: `go test -bench BenchmarkBind1000Synced` bound
+// 2,340–2,637 pods/s with 64 binders, 2,828–3,742 with 128, 3,572–4,662
+// with 256 and 4,896–5,890 with 512 on the 2-core machine; in the scale
+// harness (1,000 simulated agents on the same 2 cores) 1,000 pending pods
+// bound at 569–737 /s with 64 and 1,783–2,031 /s with 512.
+const Binders = 512
 
 // backgroundRecorder is a recorder that can also record without waiting
 // for the store (events.Recorder).
