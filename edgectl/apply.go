@@ -156,11 +156,13 @@ func (a *applyOptions) applyOne(ctx context.Context, cl *client.Client, so sourc
 	return result, nil
 }
 
-// applyInFlight bounds the objects one edgectl apply has in flight. The
-// API server applies them concurrently and JetStream shares its disk
-// syncs among concurrent writes, so a directory of small objects applies
-// several times faster than one object at a time.
-const applyInFlight = 64
+// applyInFlight bounds the objects one edgectl apply has in flight (four
+// batches of applyBatchObjects). The API server applies them concurrently
+// and the store commits concurrent writes in batches, one disk sync for
+// many, so a directory of small objects applies several times faster than
+// one object at a time: 1,000 ConfigMaps in 0.44 s with 64 in flight (one
+// batch at a time), 0.24–0.26 s with 200 (test/bench/apply).
+const applyInFlight = 200
 
 // Objects are sent in batches (client.ApplyBatch) of at most
 // applyBatchObjects objects and applyBatchBytes bytes; a larger object is
