@@ -154,6 +154,9 @@ func runControlPlane(ctx context.Context, cfg config) error {
 	fmt.Printf("url %s\n", c.URL)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
+		if phaseProfileCommand(sc.Text()) {
+			continue
+		}
 		if sc.Text() != "heap" {
 			continue
 		}
@@ -232,4 +235,25 @@ func memClasses() string {
 	other := v(4) - v(5) - v(0) - v(1) - v(2) - v(3)
 	return fmt.Sprintf("heap objects %d MiB (live after the last GC %d MiB), unused %d, free %d, stacks %d (%d goroutines), other %d MiB",
 		v(0)>>20, v(6)>>20, v(1)>>20, v(2)>>20, v(3)>>20, v(7), other>>20)
+}
+
+// phaseProfileCommand runs a "cpu PATH" (start a CPU profile into PATH)
+// or "cpustop" line of the harness (-phase-cpuprofile) and reports
+// whether line was one.
+func phaseProfileCommand(line string) bool {
+	switch {
+	case strings.HasPrefix(line, "cpu "):
+		f, err := os.Create(strings.TrimPrefix(line, "cpu "))
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale bench: phase cpu profile:", err)
+		}
+		return true
+	case line == "cpustop":
+		pprof.StopCPUProfile()
+		return true
+	}
+	return false
 }

@@ -9,8 +9,9 @@
 // DaemonSet's convergence to every node, pods scheduled and bound per
 // second for Deployments of each -pods size (apply → last pod bound, and
 // first pod created → last bound), pending pods scheduled and bound per
-// second (-pending pods that fit no node until every node gets the label
-// they select: label → last bound), the control plane's and the fleet's
+// second (-pending pods that fit no node until nodes get the label they
+// select — as many nodes as hold -pending-per-node of them each, or every
+// node: label → last bound), the control plane's and the fleet's
 // peak RSS, and what one JetStream consumer per agent costs a NATS server
 // (a third process) against one core NATS subscription per agent.
 //
@@ -22,16 +23,21 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
@@ -57,6 +63,10 @@ type config struct {
 	cpuProfile   string
 	memProfile   string
 	peakProfile  string
+	phaseProfile string
+	// pendingPerNode: the pending pods' label goes to as many nodes as
+	// hold this many pods each (0: every node).
+	pendingPerNode int
 }
 
 func main() {
@@ -78,6 +88,8 @@ func main() {
 	flag.IntVar(&cfg.perProcess, "nodes-per-process", 4000, "agents per fleet process (each takes 2 file descriptors)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the control plane to this file (of the fleet to this file .fleet)")
 	flag.StringVar(&cfg.memProfile, "memprofile", "", "write a heap profile of the control plane, once every figure is taken, to this file")
+	flag.IntVar(&cfg.pendingPerNode, "pending-per-node", 50, "label as many nodes as the pending pods need at this many pods a node (0: every node)")
+	flag.StringVar(&cfg.phaseProfile, "phase-cpuprofile", "", "write CPU profiles of the control plane (PREFIX.cp) and the fleet (PREFIX.fleetN) while the first pending pods are bound, from the first label write to the last pod bound")
 	flag.StringVar(&cfg.peakProfile, "peakprofile", "", "write a heap profile of the control plane to this file each time its RSS passes its peak by 32 MiB")
 	flag.Parse()
 	if *pendingFlag == "" {
@@ -285,8 +297,15 @@ func run(ctx context.Context, cfg config) error {
 	// Pending pods, scheduled when the nodes get the label they ask for;
 	// after the peaks above, which are those of the fleet running the
 	// DaemonSet and the Deployments, as before this figure existed.
-	for _, n := range cfg.pending {
-		if err := pendingPods(ctx, c.Client, js, nodes, n, fail); err != nil {
+	for i, n := range cfg.pending {
+		var prof *phaseProfiler
+		if i == 0 && cfg.phaseProfile != "" {
+			prof = &phaseProfiler{prefix: cfg.phaseProfile, cp: cp.stdin}
+			for _, f := range fleet {
+				prof.fleet = append(prof.fleet, f.stdin)
+			}
+		}
+		if err := pendingPods(ctx, c.Client, js, nodes, n, cfg.pendingPerNode, fail, prof); err != nil {
 			return err
 		}
 	}
@@ -436,7 +455,7 @@ func deployment(ctx context.Context, cl *client.Client, js jetstream.JetStream, 
 	// the goal is on the pending pods' figure (pendingPods).
 	figures.Record(figName, float64(n)/all.Seconds(), "pods/s", "")
 	fmt.Printf("    (%d pods: apply -> all bound %.2f s; first created -> last bound %.2f s; all created after %.2f s, the ReplicaSet's pace; %s)\n",
-		n, all.Seconds(), lastBound.Sub(first).Seconds(), lastCreated.Sub(t0).Seconds(), objectWrites(ctx, js, seq0, n, t0))
+		n, all.Seconds(), lastBound.Sub(first).Seconds(), lastCreated.Sub(t0).Seconds(), objectWrites(ctx, js, seq0, n, t0, nil))
 	if err := waitFor(ctx, 10*time.Second, func() (bool, string) {
 		_, _, running := w.counts()
 		return running >= n, fmt.Sprintf("%d of %d pods Running", running, n)
@@ -484,13 +503,124 @@ func waitFor(ctx context.Context, report time.Duration, done func() (bool, strin
 // stream's sequence was seq0 at t0: per pod of n and per second. Every one
 // is a disk sync, one at a time (JetStream's file store syncs each message
 // under the stream's lock), which bounds pods per second.
-func objectWrites(ctx context.Context, js jetstream.JetStream, seq0 uint64, n int, t0 time.Time) string {
+func objectWrites(ctx context.Context, js jetstream.JetStream, seq0 uint64, n int, t0 time.Time, wc *writeCounter) string {
 	seq, err := lastSeq(ctx, js, "KV_"+messaging.BucketObjects)
 	if err != nil {
 		return err.Error()
 	}
 	w := float64(seq - seq0)
-	return fmt.Sprintf("%.0f object writes since, %.1f per pod, %.0f /s", w, w/float64(n), w/time.Since(t0).Seconds())
+	kinds := "not counted"
+	if wc != nil {
+		kinds = wc.result(seq)
+	}
+	return fmt.Sprintf("%.0f object writes since, %.1f per pod, %.0f /s: %s", w, w/float64(n), w/time.Since(t0).Seconds(), kinds)
+}
+
+// writeCounter counts the object writes after a stream sequence as they
+// happen (the bucket keeps one revision per key: counted later, a pod's
+// binding would be gone under its status), by resource, the pods' by
+// what they changed.
+type writeCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+	last   uint64
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+func countWrites(ctx context.Context, js jetstream.JetStream, seq0 uint64) (*writeCounter, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	cons, err := js.OrderedConsumer(ctx, "KV_"+messaging.BucketObjects, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq0 + 1})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	c := &writeCounter{counts: map[string]int{}, last: seq0, stop: cancel, done: make(chan struct{})}
+	prefix := "$KV." + messaging.BucketObjects + "."
+	it, err := cons.Messages()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	go func() {
+		defer close(c.done)
+		defer it.Stop()
+		for ctx.Err() == nil {
+			msg, err := it.Next()
+			if err != nil {
+				return
+			}
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			resource, _, _ := strings.Cut(strings.TrimPrefix(msg.Subject(), prefix), ".")
+			if resource == "pods" {
+				resource += " " + podWrite(msg.Data())
+			}
+			c.mu.Lock()
+			c.counts[resource]++
+			c.last = md.Sequence.Stream
+			c.mu.Unlock()
+		}
+	}()
+	return c, nil
+}
+
+// podWrite says what a pod's stored revision is.
+func podWrite(data []byte) string {
+	if len(data) == 0 {
+		return "deleted"
+	}
+	var p struct {
+		Spec struct {
+			NodeName string `json:"nodeName"`
+		} `json:"spec"`
+		Status struct {
+			Phase      string `json:"phase"`
+			Conditions []struct {
+				Type, Status string
+			} `json:"conditions"`
+		} `json:"status"`
+	}
+	_ = json.Unmarshal(data, &p)
+	unsched := false
+	for _, c := range p.Status.Conditions {
+		unsched = unsched || (c.Type == "PodScheduled" && c.Status == "False")
+	}
+	switch {
+	case p.Spec.NodeName == "" && unsched:
+		return "unschedulable"
+	case p.Spec.NodeName == "":
+		return "created"
+	case p.Status.Phase == "Pending":
+		return "bound"
+	}
+	return strings.ToLower(p.Status.Phase)
+}
+
+// result stops counting once the writes up to seq are counted (or after
+// 5 s) and says what they were.
+func (c *writeCounter) result(seq uint64) string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c.mu.Lock()
+		last := c.last
+		c.mu.Unlock()
+		if last >= seq || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.stop()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(c.counts)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, c.counts[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
@@ -623,7 +753,10 @@ func runFleet(ctx context.Context, cfg config) error {
 		return err
 	}
 	fmt.Printf("launched %v\n", time.Since(t0))
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		phaseProfileCommand(sc.Text())
+	}
 	return c.Close()
 }
 
@@ -647,3 +780,33 @@ func raiseMaxConsumers(ctx context.Context, js jetstream.JetStream, stream strin
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// phaseProfiler asks the control plane and the fleet's processes for CPU
+// profiles of one phase (-phase-cpuprofile).
+type phaseProfiler struct {
+	prefix string
+	cp     io.Writer
+	fleet  []io.Writer
+}
+
+func (p *phaseProfiler) start() {
+	if p == nil {
+		return
+	}
+	phaseProfileCommand("cpu " + p.prefix + ".harness")
+	fmt.Fprintf(p.cp, "cpu %s.cp\n", p.prefix)
+	for i, f := range p.fleet {
+		fmt.Fprintf(f, "cpu %s.fleet%d\n", p.prefix, i)
+	}
+}
+
+func (p *phaseProfiler) stop() {
+	if p == nil {
+		return
+	}
+	phaseProfileCommand("cpustop")
+	io.WriteString(p.cp, "cpustop\n")
+	for _, f := range p.fleet {
+		io.WriteString(f, "cpustop\n")
+	}
+}
