@@ -154,7 +154,7 @@ func (s *Server) applyOnce(ctx context.Context, in manifests.Object, k manifests
 	if dryRun {
 		return client.ResultConfigured, merged, nil
 	}
-	updated, err := s.st.Update(ctx, merged)
+	updated, err := s.st.UpdateFrom(ctx, merged, stored)
 	if err != nil {
 		return "", nil, err
 	}

@@ -69,7 +69,7 @@ func (s *Server) write(ctx context.Context, next, stored manifests.Object) (any,
 	}
 	obj := stored
 	if !same {
-		if obj, err = s.st.Update(ctx, next); err != nil {
+		if obj, err = s.st.UpdateFrom(ctx, next, stored); err != nil {
 			return nil, err
 		}
 	}

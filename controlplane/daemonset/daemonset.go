@@ -561,7 +561,7 @@ func (c *Controller) updateStatus(ctx context.Context, ds *manifests.DaemonSet, 
 	}
 	cp := manifests.DeepCopy(ds).(*manifests.DaemonSet)
 	cp.Status = st
-	_, err := c.st.Update(ctx, cp)
+	_, err := controller.UpdateFrom(ctx, c.st, cp, ds)
 	return controller.StatusWriteError("daemonset "+ds.Name, err)
 }
 

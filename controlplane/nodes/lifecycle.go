@@ -312,7 +312,7 @@ func (c *Controller) apply(ctx context.Context, node *manifests.Node, want manif
 			}
 		}
 	}
-	updated, err := c.st.Update(ctx, cp)
+	updated, err := controller.UpdateFrom(ctx, c.st, cp, node)
 	if err != nil {
 		return nil, err
 	}

@@ -552,7 +552,7 @@ func (c *Controller) updateStatus(ctx context.Context, rs *manifests.ReplicaSet,
 	}
 	cp := manifests.DeepCopy(rs).(*manifests.ReplicaSet)
 	cp.Status = status
-	if _, err := c.st.Update(ctx, cp); err != nil {
+	if _, err := controller.UpdateFrom(ctx, c.st, cp, rs); err != nil {
 		if client.IsNotFound(err) {
 			return nil
 		}

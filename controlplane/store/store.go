@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -250,6 +251,17 @@ func (s *Store) put(ctx context.Context, key string, obj manifests.Object) (uint
 // creationTimestamp are kept from the stored object; generation is bumped
 // when anything but metadata and status changed.
 func (s *Store) Update(ctx context.Context, obj manifests.Object) (manifests.Object, error) {
+	return s.UpdateFrom(ctx, obj, nil)
+}
+
+// UpdateFrom is Update for a caller that holds the stored object obj was
+// made from: from, read from the store or a watch of it at obj's
+// resourceVersion and not changed since, stands for the read Update makes
+// first (one round trip to JetStream and a decode less; the write still
+// compares and swaps on the revision, so a newer stored object is a
+// Conflict as with Update). A from of another object or revision is
+// ignored.
+func (s *Store) UpdateFrom(ctx context.Context, obj, from manifests.Object) (manifests.Object, error) {
 	k, ns, err := target(obj)
 	if err != nil {
 		return nil, err
@@ -263,9 +275,11 @@ func (s *Store) Update(ctx context.Context, obj manifests.Object) (manifests.Obj
 		return nil, err
 	}
 	key := messaging.ObjectKey(k.Resource, ns, meta.Name)
-	cur, err := s.get(ctx, key, k.Resource, meta.Name)
-	if err != nil {
-		return nil, err
+	cur := from
+	if !sameRevision(from, k, ns, meta.Name, meta.ResourceVersion) {
+		if cur, err = s.get(ctx, key, k.Resource, meta.Name); err != nil {
+			return nil, err
+		}
 	}
 	curMeta := cur.GetObjectMeta()
 	if curMeta.ResourceVersion != strconv.FormatUint(rev, 10) {
@@ -307,6 +321,20 @@ func (s *Store) Update(ctx context.Context, obj manifests.Object) (manifests.Obj
 		adm.Updated(ctx, cur, obj)
 	}
 	return obj, nil
+}
+
+// sameRevision reports whether from is the object of kind k named
+// namespace/name at resourceVersion rv.
+func sameRevision(from manifests.Object, k manifests.Kind, namespace, name, rv string) bool {
+	if from == nil || reflect.TypeOf(from) != reflect.TypeOf(k.New()) {
+		return false
+	}
+	m := from.GetObjectMeta()
+	fns := ""
+	if k.Namespaced {
+		fns = m.Namespace
+	}
+	return m.Name == name && fns == namespace && m.ResourceVersion == rv
 }
 
 // specChanged reports whether anything but metadata and status differs.

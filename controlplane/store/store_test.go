@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -460,5 +461,74 @@ func TestCreateGenerateName(t *testing.T) {
 	bad.Namespace = "default"
 	if _, err := s.Create(ctx, bad); !client.IsInvalid(err) {
 		t.Fatalf("create without name or generateName: %v", err)
+	}
+}
+
+// countingKV counts the reads of a bucket.
+type countingKV struct {
+	jetstream.KeyValue
+	gets atomic.Int32
+}
+
+func (c *countingKV) Get(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	c.gets.Add(1)
+	return c.KeyValue.Get(ctx, key)
+}
+
+// TestUpdateFrom: given the stored object at the update's
+// resourceVersion, UpdateFrom does not read it again and keeps uid,
+// creationTimestamp and generation from it as Update does; a stale or
+// foreign from is read over, and the write still compares and swaps.
+func TestUpdateFrom(t *testing.T) {
+	s, kv := newStore(t)
+	ckv := &countingKV{KeyValue: kv}
+	s.kv = ckv
+	ctx := context.Background()
+	created, err := s.Create(ctx, configMap("default", "settings", map[string]string{"a": "1"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := manifests.DeepCopy(created).(*manifests.ConfigMap)
+	next.Data = map[string]string{"a": "2"}
+	next.UID, next.CreationTimestamp = "", time.Time{}
+	ckv.gets.Store(0)
+	v2, err := s.UpdateFrom(ctx, next, created)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := ckv.gets.Load(); n != 0 {
+		t.Errorf("UpdateFrom with the stored object read the bucket %d times, want 0", n)
+	}
+	m := v2.GetObjectMeta()
+	if m.Generation != 2 || m.UID != created.GetObjectMeta().UID || !m.CreationTimestamp.Equal(created.GetObjectMeta().CreationTimestamp) || rv(t, v2) <= rv(t, created) {
+		t.Fatalf("UpdateFrom: %+v", m)
+	}
+	got, err := s.Get(ctx, "configmaps", "default", "settings")
+	if err != nil || got.(*manifests.ConfigMap).Data["a"] != "2" || got.GetObjectMeta().ResourceVersion != m.ResourceVersion {
+		t.Fatalf("stored after UpdateFrom: %+v, %v", got, err)
+	}
+
+	// A from at the same (old) revision as a stale write: the compare and
+	// swap refuses it.
+	stale := manifests.DeepCopy(created).(*manifests.ConfigMap)
+	stale.Data = map[string]string{"a": "3"}
+	if _, err := s.UpdateFrom(ctx, stale, created); !client.IsConflict(err) {
+		t.Fatalf("stale UpdateFrom: %v, want Conflict", err)
+	}
+	// A from of another revision or object is read over.
+	cur := manifests.DeepCopy(v2).(*manifests.ConfigMap)
+	cur.Labels = map[string]string{"x": "y"}
+	other := configMap("default", "other", nil, nil)
+	other.ResourceVersion = cur.ResourceVersion
+	for _, from := range []manifests.Object{created, other, nil} {
+		ckv.gets.Store(0)
+		if _, err := s.UpdateFrom(ctx, manifests.DeepCopy(cur), from); err != nil {
+			t.Fatal(err)
+		}
+		if n := ckv.gets.Load(); n != 1 {
+			t.Errorf("UpdateFrom with from %v read the bucket %d times, want 1", from != nil, n)
+		}
+		got, _ := s.Get(ctx, "configmaps", "default", "settings")
+		cur.ResourceVersion = got.GetObjectMeta().ResourceVersion
 	}
 }
