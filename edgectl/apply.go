@@ -173,10 +173,11 @@ const (
 )
 
 // applyServicesInFlight bounds the Services in flight: the API server
-// gives Services their addresses one at a time (each allocation reads the
-// other Services), so each is sent alone and only a few at once, so that
-// none waits long behind the others.
-const applyServicesInFlight = 4
+// gives Services their addresses one at a time, so each is sent alone (a
+// batch would hold its other objects behind them); 16 at once overlap
+// their writes (1,000 objects of which 100 Services: 0.53 s with 4, 0.34–0.42
+// s with 16, test/bench/apply).
+const applyServicesInFlight = 16
 
 // Apply phases: every object of a phase is applied before any object of the
 // next one is sent.

@@ -2,7 +2,9 @@ package ipam
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,5 +161,86 @@ func TestUndoKeepsWinnersClaims(t *testing.T) {
 	other.Spec.ClusterIP = winner.Spec.ClusterIP
 	if _, err := s.Allocate(ctx, other, nil); err == nil {
 		t.Fatalf("%s handed out twice", winner.Spec.ClusterIP)
+	}
+}
+
+// countingStore counts the listings of the store.
+type countingStore struct {
+	Store
+	lists atomic.Int32
+}
+
+func (c *countingStore) List(ctx context.Context, resource, namespace string, sel manifests.Selector) ([]manifests.Object, uint64, error) {
+	c.lists.Add(1)
+	return c.Store.List(ctx, resource, namespace, sel)
+}
+
+// A burst of creates lists the services once (the view), and two
+// allocators (two API processes) whose views miss each other's services
+// still give distinct addresses: the claims turn the second one's
+// attempts on taken addresses down.
+func TestAllocateBurstListsOnceAndClaimsKeepAddressesDistinct(t *testing.T) {
+	env := controllertest.Start(t)
+	ctx := context.Background()
+	cs := &countingStore{Store: env.Store}
+	s1, err := NewServices(env.Buckets.Leases, cs, "10.96.0.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := NewServices(env.Buckets.Leases, env.Store, "10.96.0.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string, nodePort bool) *manifests.Service {
+		svc := &manifests.Service{}
+		svc.Name, svc.Namespace = name, "default"
+		svc.Spec.Type = manifests.ServiceTypeClusterIP
+		svc.Spec.Ports = []manifests.ServicePort{{Port: 80, Protocol: "TCP"}}
+		if nodePort {
+			svc.Spec.Type = manifests.ServiceTypeNodePort
+		}
+		return svc
+	}
+	ips, ports := map[string]string{}, map[int32]string{}
+	create := func(s *Services, svc *manifests.Service) {
+		t.Helper()
+		a, err := s.Allocate(ctx, svc, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Store.Create(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if o, dup := ips[svc.Spec.ClusterIP]; dup {
+			t.Errorf("%s got cluster IP %s, which %s holds", svc.Name, svc.Spec.ClusterIP, o)
+		}
+		ips[svc.Spec.ClusterIP] = svc.Name
+		for _, p := range svc.Spec.Ports {
+			if p.NodePort == 0 {
+				continue
+			}
+			if o, dup := ports[p.NodePort]; dup {
+				t.Errorf("%s got node port %d, which %s holds", svc.Name, p.NodePort, o)
+			}
+			ports[p.NodePort] = svc.Name
+		}
+	}
+	// s2 lists the services while the store holds none: its view misses
+	// all of s1's.
+	create(s2, mk("first-of-2", true))
+	for i := range 20 {
+		create(s1, mk(fmt.Sprintf("one-%d", i), i%2 == 0))
+	}
+	if n := cs.lists.Load(); n != 1 {
+		t.Errorf("20 creates listed the services %d times, want 1", n)
+	}
+	for i := range 20 {
+		create(s2, mk(fmt.Sprintf("two-%d", i), i%2 == 0))
+	}
+	if len(ips) != 41 {
+		t.Errorf("%d distinct cluster IPs for 41 services", len(ips))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
@@ -26,7 +27,21 @@ type Services struct {
 	c    claims
 	st   Store
 	cidr netip.Prefix
+
+	// view holds the addresses of every service by owner, from a listing
+	// of the store no older than viewTTL kept up to date with this
+	// allocator's own allocations, so that a burst of creates (an apply of
+	// 100 Services) lists the services once, not once each (which made
+	// each create's cost grow with the services stored). Allocations by
+	// other API processes since the listing are not in it: their claims
+	// turn this one's attempts on the same addresses down.
+	mu     sync.Mutex
+	view   map[string]*manifests.Service
+	viewAt time.Time
 }
+
+// viewTTL is how long a listing of the services serves allocations.
+const viewTTL = 5 * time.Second
 
 // NewServices returns an allocator of cluster IPs from cidr (an IPv4
 // prefix such as 10.96.0.0/16), with claims written in kv (the leases
@@ -59,6 +74,7 @@ func parseCIDR(cidr string, maxBits int) (netip.Prefix, error) {
 type Allocation struct {
 	s       *Services
 	owner   string
+	old     *manifests.Service
 	claimed []string
 	drop    []string
 }
@@ -78,12 +94,14 @@ func (a *Allocation) Commit(ctx context.Context) error {
 // same addresses while this write failed).
 func (a *Allocation) Undo(ctx context.Context) error {
 	if len(a.claimed) == 0 {
+		a.s.setView(a.owner, a.old)
 		return nil
 	}
 	cur, err := a.s.holder(ctx, a.owner)
 	if err != nil {
 		return err
 	}
+	a.s.setView(a.owner, cur)
 	keep := map[string]bool{}
 	for _, k := range keys(cur) {
 		keep[k] = true
@@ -97,6 +115,59 @@ func (a *Allocation) Undo(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// services returns the services but except's, from the view (listing the
+// store when fresh, or when the view is missing or older than viewTTL).
+func (s *Services) services(ctx context.Context, except string, fresh bool) ([]*manifests.Service, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fresh || s.view == nil || s.c.now().Sub(s.viewAt) > viewTTL {
+		at := s.c.now()
+		objs, _, err := s.st.List(ctx, "services", "", manifests.Selector{})
+		if err != nil {
+			return nil, fmt.Errorf("list services: %w", err)
+		}
+		s.view = make(map[string]*manifests.Service, len(objs))
+		for _, o := range objs {
+			if x, ok := o.(*manifests.Service); ok {
+				s.view[owner(x)] = addresses(x)
+			}
+		}
+		s.viewAt = at
+	}
+	out := make([]*manifests.Service, 0, len(s.view))
+	for o, x := range s.view {
+		if o != except {
+			out = append(out, x)
+		}
+	}
+	return out, nil
+}
+
+// setView records the addresses svc (nil: none) holds for holder.
+func (s *Services) setView(holder string, svc *manifests.Service) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.view == nil {
+		return
+	}
+	if svc == nil {
+		delete(s.view, holder)
+		return
+	}
+	s.view[holder] = addresses(svc)
+}
+
+// addresses is the part of svc the allocators read.
+func addresses(svc *manifests.Service) *manifests.Service {
+	x := &manifests.Service{}
+	x.Namespace, x.Name = svc.Namespace, svc.Name
+	x.Spec.Type, x.Spec.ClusterIP = svc.Spec.Type, svc.Spec.ClusterIP
+	for _, p := range svc.Spec.Ports {
+		x.Spec.Ports = append(x.Spec.Ports, manifests.ServicePort{NodePort: p.NodePort})
+	}
+	return x
 }
 
 func owner(svc *manifests.Service) string { return svc.Namespace + "/" + svc.Name }
@@ -123,7 +194,7 @@ func keys(svc *manifests.Service) []string {
 // ones are checked and claimed, missing ones are allocated. A request that
 // cannot be met is a manifests.FieldErrors.
 func (s *Services) Allocate(ctx context.Context, svc, old *manifests.Service) (_ *Allocation, err error) {
-	a := &Allocation{s: s, owner: owner(svc)}
+	a := &Allocation{s: s, owner: owner(svc), old: old}
 	defer func() {
 		if err != nil {
 			_ = a.Undo(context.WithoutCancel(ctx))
@@ -134,21 +205,21 @@ func (s *Services) Allocate(ctx context.Context, svc, old *manifests.Service) (_
 		held[k] = true
 	}
 	var all []*manifests.Service
-	listed := false
-	list := func() ([]*manifests.Service, error) {
-		if listed {
+	listed, listedFresh := false, false
+	// list returns the other services' addresses; fresh asks for a
+	// listing of the store, not the view: an address a request names is
+	// checked against every stored service, including one written
+	// without a claim since the view's listing (by a process before this
+	// allocator existed).
+	list := func(fresh bool) ([]*manifests.Service, error) {
+		if listed && (listedFresh || !fresh) {
 			return all, nil
 		}
-		objs, _, err := s.st.List(ctx, "services", "", manifests.Selector{})
-		if err != nil {
-			return nil, fmt.Errorf("list services: %w", err)
+		var err error
+		if all, err = s.services(ctx, a.owner, fresh); err != nil {
+			return nil, err
 		}
-		for _, o := range objs {
-			if x, ok := o.(*manifests.Service); ok && owner(x) != a.owner {
-				all = append(all, x)
-			}
-		}
-		listed = true
+		listed, listedFresh = true, fresh
 		return all, nil
 	}
 	take := func(key string, inUse inUseFunc) (bool, error) {
@@ -177,12 +248,13 @@ func (s *Services) Allocate(ctx context.Context, svc, old *manifests.Service) (_
 			a.drop = append(a.drop, k)
 		}
 	}
+	s.setView(a.owner, svc)
 	return a, nil
 }
 
 type takeFunc func(key string, inUse inUseFunc) (bool, error)
 
-func (s *Services) clusterIP(svc, old *manifests.Service, list func() ([]*manifests.Service, error), take takeFunc) error {
+func (s *Services) clusterIP(svc, old *manifests.Service, list func(fresh bool) ([]*manifests.Service, error), take takeFunc) error {
 	sp := &svc.Spec
 	if sp.Type == manifests.ServiceTypeExternalName {
 		if sp.ClusterIP != "" && sp.ClusterIP != manifests.ClusterIPNone {
@@ -212,7 +284,7 @@ func (s *Services) clusterIP(svc, old *manifests.Service, list func() ([]*manife
 		if err != nil || !s.usable(ip) {
 			return manifests.FieldErrors{{Path: "spec.clusterIP", Reason: fmt.Sprintf("Invalid value: %q: provided IP is not in the valid range. The range of valid IPs is %s", sp.ClusterIP, s.cidr)}}
 		}
-		svcs, err := list()
+		svcs, err := list(true)
 		if err != nil {
 			return err
 		}
@@ -230,7 +302,7 @@ func (s *Services) clusterIP(svc, old *manifests.Service, list func() ([]*manife
 		}
 		return nil
 	}
-	svcs, err := list()
+	svcs, err := list(false)
 	if err != nil {
 		return err
 	}
@@ -295,7 +367,7 @@ func (s *Services) holder(ctx context.Context, holder string) (*manifests.Servic
 	return svc, nil
 }
 
-func (s *Services) nodePorts(svc, old *manifests.Service, list func() ([]*manifests.Service, error), take takeFunc) error {
+func (s *Services) nodePorts(svc, old *manifests.Service, list func(fresh bool) ([]*manifests.Service, error), take takeFunc) error {
 	sp := &svc.Spec
 	if sp.Type != manifests.ServiceTypeNodePort {
 		return nil
@@ -329,7 +401,7 @@ func (s *Services) nodePorts(svc, old *manifests.Service, list func() ([]*manife
 		if mine[p.NodePort] {
 			continue // TCP and UDP on one port
 		}
-		svcs, err := list()
+		svcs, err := list(true)
 		if err != nil {
 			return err
 		}
@@ -348,7 +420,7 @@ func (s *Services) nodePorts(svc, old *manifests.Service, list func() ([]*manife
 		if sp.Ports[i].NodePort != 0 {
 			continue
 		}
-		svcs, err := list()
+		svcs, err := list(false)
 		if err != nil {
 			return err
 		}
@@ -396,6 +468,7 @@ func previousNodePort(p manifests.ServicePort, old []manifests.ServicePort) int3
 
 // Release releases the claims of a deleted service.
 func (s *Services) Release(ctx context.Context, svc *manifests.Service) error {
+	s.setView(owner(svc), nil)
 	for _, k := range keys(svc) {
 		if err := s.c.release(ctx, k, owner(svc)); err != nil {
 			return err
