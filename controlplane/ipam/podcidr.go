@@ -50,11 +50,11 @@ func NewPodCIDRs(kv KV, cluster string, maskSize int) (*PodCIDRs, error) {
 func (a *PodCIDRs) Cluster() netip.Prefix { return a.cluster }
 
 // Allocate claims the next subnet (from the one after the last allocated,
-// wrapping) that is neither in used (the pod CIDRs
-// of the known nodes) nor claimed by another node, for node. holds
+// wrapping) that is neither used (a pod CIDR of a known node)
+// nor claimed by another node, for node. holds
 // reports whether a node holds a CIDR now (it exists and has it); a stale
 // claim of a node that does not is taken over.
-func (a *PodCIDRs) Allocate(ctx context.Context, node string, used map[string]bool, holds func(ctx context.Context, node, cidr string) (bool, error)) (string, error) {
+func (a *PodCIDRs) Allocate(ctx context.Context, node string, used func(cidr string) bool, holds func(ctx context.Context, node, cidr string) (bool, error)) (string, error) {
 	step := uint32(1) << (32 - a.bits)
 	b := a.cluster.Addr().As4()
 	base := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
@@ -66,7 +66,7 @@ func (a *PodCIDRs) Allocate(ctx context.Context, node string, used map[string]bo
 		i := (start + n) % count
 		v := base + i*step
 		cidr := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), a.bits).String()
-		if used[cidr] {
+		if used(cidr) {
 			continue
 		}
 		ok, err := a.c.claim(ctx, messaging.PodCIDRClaimKey(cidr), node, func(ctx context.Context, holder string) (bool, error) {

@@ -26,16 +26,17 @@ func newController(t *testing.T, env *controllertest.Env) (*Controller, *control
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	nodes := controller.NewInformer(env.Store, "nodes")
-	go nodes.Run(ctx)
-	if err := nodes.WaitForSync(ctx); err != nil {
-		t.Fatal(err)
-	}
 	alloc, err := ipam.NewPodCIDRs(env.Buckets.Leases, "10.244.0.0/22", 24)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := New(env.Store, nodes, alloc)
 	c.RegisterGrace = 0
+	nodes.AddHandler(c.NodeChanged) // as controllers.go: before Run
+	go nodes.Run(ctx)
+	if err := nodes.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return c, nodes
 }
 
