@@ -89,7 +89,7 @@ func main() {
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the control plane to this file (of the fleet to this file .fleet)")
 	flag.StringVar(&cfg.memProfile, "memprofile", "", "write a heap profile of the control plane, once every figure is taken, to this file")
 	flag.IntVar(&cfg.pendingPerNode, "pending-per-node", 50, "label as many nodes as the pending pods need at this many pods a node (0: every node)")
-	flag.StringVar(&cfg.phaseProfile, "phase-cpuprofile", "", "write CPU profiles of the control plane (PREFIX.cp) and the fleet (PREFIX.fleetN) while the first pending pods are bound, from the first label write to the last pod bound")
+	flag.StringVar(&cfg.phaseProfile, "phase-cpuprofile", "", "write CPU profiles of the control plane (PREFIX-PHASE.cp), the fleet (PREFIX-PHASE.fleetN) and the harness (PREFIX-PHASE.harness) over the idle window (PHASE idle) and while the first pending pods are bound, from the first label write to the last pod bound (PHASE pending)")
 	flag.StringVar(&cfg.peakProfile, "peakprofile", "", "write a heap profile of the control plane to this file each time its RSS passes its peak by 32 MiB")
 	flag.Parse()
 	if *pendingFlag == "" {
@@ -247,6 +247,14 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	var idleProf *phaseProfiler
+	if cfg.phaseProfile != "" {
+		idleProf = &phaseProfiler{prefix: cfg.phaseProfile, cp: cp.stdin}
+		for _, f := range fleet {
+			idleProf.fleet = append(idleProf.fleet, f.stdin)
+		}
+	}
+	idleProf.start("idle")
 	p0, w0 := readProc(cp.pid()), time.Now()
 	select {
 	case <-ctx.Done():
@@ -254,6 +262,7 @@ func run(ctx context.Context, cfg config) error {
 	case <-time.After(window):
 	}
 	p1, el := readProc(cp.pid()), time.Since(w0)
+	idleProf.stop()
 	lease1, err := lastSeq(ctx, js, "KV_"+messaging.BucketHeartbeats)
 	if err != nil {
 		return err
@@ -299,11 +308,8 @@ func run(ctx context.Context, cfg config) error {
 	// DaemonSet and the Deployments, as before this figure existed.
 	for i, n := range cfg.pending {
 		var prof *phaseProfiler
-		if i == 0 && cfg.phaseProfile != "" {
-			prof = &phaseProfiler{prefix: cfg.phaseProfile, cp: cp.stdin}
-			for _, f := range fleet {
-				prof.fleet = append(prof.fleet, f.stdin)
-			}
+		if i == 0 {
+			prof = idleProf
 		}
 		if err := pendingPods(ctx, c.Client, js, nodes, n, cfg.pendingPerNode, fail, prof); err != nil {
 			return err
@@ -789,14 +795,16 @@ type phaseProfiler struct {
 	fleet  []io.Writer
 }
 
-func (p *phaseProfiler) start() {
+// start starts the profiles of the phase named phase.
+func (p *phaseProfiler) start(phase string) {
 	if p == nil {
 		return
 	}
-	phaseProfileCommand("cpu " + p.prefix + ".harness")
-	fmt.Fprintf(p.cp, "cpu %s.cp\n", p.prefix)
+	prefix := p.prefix + "-" + phase
+	phaseProfileCommand("cpu " + prefix + ".harness")
+	fmt.Fprintf(p.cp, "cpu %s.cp\n", prefix)
 	for i, f := range p.fleet {
-		fmt.Fprintf(f, "cpu %s.fleet%d\n", p.prefix, i)
+		fmt.Fprintf(f, "cpu %s.fleet%d\n", prefix, i)
 	}
 }
 

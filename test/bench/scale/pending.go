@@ -117,7 +117,7 @@ func pendingPods(ctx context.Context, cl *client.Client, js jetstream.JetStream,
 	if err != nil {
 		return err
 	}
-	prof.start()
+	prof.start("pending")
 	t1 := time.Now()
 	if err := applyAll(ctx, cl, raws); err != nil {
 		return fmt.Errorf("label %d nodes: %w", len(raws), err)
