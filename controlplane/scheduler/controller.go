@@ -105,6 +105,14 @@ type Controller struct {
 	marking map[string]string
 	// next is where the next decision starts filtering nodes.
 	next int
+	// selected caches, by selectorKey, the nodes (in order) a pod's
+	// nodeSelector matches, and selNext where the next decision among
+	// them starts: a decision for a pod that only a few nodes' labels
+	// admit filters those few rather than every node (20 of 10,000 took
+	// a full scan, ~1.4 ms a decision at 4,000 nodes). Both are dropped
+	// when a node comes, goes or changes its labels.
+	selected map[string][]*nodeInfo
+	selNext  map[string]int
 	// vols resolves the PersistentVolumeClaims of pods (volumes.go); nil
 	// until SetVolumeListers.
 	vols *volumes
@@ -239,6 +247,7 @@ func (c *Controller) NodeChanged(old, new manifests.Object) {
 					delete(c.infos, on.Name)
 				}
 				c.order = nil
+				c.selected, c.selNext = nil, nil
 			}
 		}
 		c.mu.Unlock()
@@ -251,6 +260,9 @@ func (c *Controller) NodeChanged(old, new manifests.Object) {
 	}
 	if ni.node == nil {
 		c.order = nil
+	}
+	if on == nil || ni.node == nil || !maps.Equal(on.Labels, nn.Labels) {
+		c.selected, c.selNext = nil, nil
 	}
 	ni.setNode(nn)
 	c.mu.Unlock()
@@ -351,6 +363,7 @@ func (c *Controller) nodesLocked() []*nodeInfo {
 		}
 		slices.SortFunc(order, func(a, b *nodeInfo) int { return strings.Compare(a.node.Name, b.node.Name) })
 		c.order = order
+		c.selected, c.selNext = nil, nil
 	}
 	return c.order
 }
@@ -385,6 +398,8 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 				c.vols.chose(pod, node)
 			}
 		}
+	} else if key := selectorKey(pod); key != "" && len(pod.Spec.TopologySpreadConstraints) == 0 {
+		node, fitErr, next = c.scheduleSelectedLocked(pod, key)
 	} else {
 		node, fitErr, next = schedule(pod, c.nodesLocked(), c.next)
 	}
@@ -425,6 +440,41 @@ func (c *Controller) Sync(ctx context.Context, key string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// scheduleSelectedLocked is schedule for a pod whose only node constraint
+// is its nodeSelector (key, selectorKey): among the nodes the selector
+// matches, cached by key. The nodes it does not match count as failing
+// the selector in the FitError, as schedule would count them. It returns
+// c.next unchanged (the rotation among the selected nodes is selNext).
+func (c *Controller) scheduleSelectedLocked(pod *manifests.Pod, key string) (string, *FitError, int) {
+	infos := c.nodesLocked()
+	sub, ok := c.selected[key]
+	if !ok {
+		for _, ni := range infos {
+			if ni.matchesSelector(pod, key) {
+				sub = append(sub, ni)
+			}
+		}
+		if c.selected == nil {
+			c.selected, c.selNext = map[string][]*nodeInfo{}, map[string]int{}
+		}
+		c.selected[key] = sub
+	}
+	if len(sub) == len(infos) {
+		return schedule(pod, infos, c.next)
+	}
+	node, fe, next := schedule(pod, sub, c.selNext[key])
+	if fe != nil {
+		if fe.Reasons == nil {
+			fe.Reasons = map[string]int{}
+		}
+		fe.NumNodes = len(infos)
+		fe.Reasons[ReasonAffinity] += len(infos) - len(sub)
+		return "", fe, c.next
+	}
+	c.selNext[key] = next
+	return node, nil, c.next
 }
 
 // binding returns a copy of pod bound to node.

@@ -285,3 +285,73 @@ func TestRunBindsConcurrently(t *testing.T) {
 	}
 	controllertest.Eventually(t, 20*time.Second, func() error { return check(nPods - 30 - 2) })
 }
+
+// A pod whose nodeSelector only some nodes match is decided among those
+// (cached by selector): the choice and the FitError are those of a scan
+// of every node, and a node that gets or loses the label, comes or goes
+// is seen by the next decision.
+func TestSelectorNodesFollowNodeChanges(t *testing.T) {
+	env := controllertest.Start(t)
+	ctx := context.Background()
+	pods := cache{}
+	nodes := cache{}
+	for _, name := range []string{"a", "b", "c", "d"} {
+		nodes[name] = node(name, labels("site", "x"), alloc("1", "100Mi", "10"))
+	}
+	nodes["b"] = node("b", labels("site", "edge"), alloc("1", "100Mi", "10"))
+	c := NewController(env.Store, pods, nodes, &fakeRecorder{})
+	setNode := func(n *manifests.Node) {
+		old := nodes[n.Name]
+		nodes[n.Name] = n
+		c.NodeChanged(old, n)
+	}
+	sched := func(name string) (string, error) {
+		t.Helper()
+		p := pod(name, selector("site", "edge"), requests("", "60Mi"))
+		p.APIVersion, p.Kind = "v1", "Pod"
+		o, err := env.Store.Create(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods["default/"+name] = o
+		err = c.Sync(ctx, "default/"+name)
+		return storedPod(t, env.Store, name).Spec.NodeName, err
+	}
+	if got, err := sched("p1"); err != nil || got != "b" {
+		t.Fatalf("p1 on %q (%v), want b", got, err)
+	}
+	// b is full (60Mi of 100Mi): the message counts every node.
+	if _, err := sched("p2"); !errors.Is(err, controller.ErrRetry) {
+		t.Fatalf("p2: %v, want ErrRetry", err)
+	}
+	want := "0/4 nodes are available: 3 node(s) didn't match Pod's node affinity/selector, 1 Insufficient memory."
+	if cond := condition(storedPod(t, env.Store, "p2").Status, manifests.PodScheduled); cond == nil || cond.Message != want {
+		t.Fatalf("p2 PodScheduled %+v, want message %q", cond, want)
+	}
+	// d gets the label: the next decision sees it.
+	setNode(node("d", labels("site", "edge"), alloc("1", "100Mi", "10")))
+	pods["default/p2"] = storedPod(t, env.Store, "p2") // as the informer would
+	if err := c.Sync(ctx, "default/p2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := storedPod(t, env.Store, "p2").Spec.NodeName; got != "d" {
+		t.Fatalf("p2 on %q after d got the label, want d", got)
+	}
+	// d loses it and a new node e comes with it.
+	setNode(node("d", labels("site", "x"), alloc("1", "100Mi", "10")))
+	setNode(node("e", labels("site", "edge"), alloc("1", "100Mi", "10")))
+	if got, err := sched("p3"); err != nil || got != "e" {
+		t.Fatalf("p3 on %q (%v), want e", got, err)
+	}
+	// e goes: nothing fits, out of 4 nodes again.
+	gone := nodes["e"]
+	delete(nodes, "e")
+	c.NodeChanged(gone, nil)
+	if _, err := sched("p4"); !errors.Is(err, controller.ErrRetry) {
+		t.Fatalf("p4: %v, want ErrRetry", err)
+	}
+	want = "0/4 nodes are available: 3 node(s) didn't match Pod's node affinity/selector, 1 Insufficient memory."
+	if cond := condition(storedPod(t, env.Store, "p4").Status, manifests.PodScheduled); cond == nil || cond.Message != want {
+		t.Fatalf("p4 PodScheduled %+v, want message %q", cond, want)
+	}
+}
