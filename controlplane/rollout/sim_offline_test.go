@@ -22,43 +22,7 @@ const smallFleet = 10
 // annotation, so that every template differs) with the given health gate
 // and offline wait.
 func offlineRolloutYAML(name, version string, readySeconds, waitSeconds int) string {
-	return fmt.Sprintf(`
-apiVersion: edge.io/v1alpha1
-kind: Rollout
-metadata: {name: %s, namespace: default}
-spec:
-  targetRef: {kind: DaemonSet, name: probe}
-  template:
-    metadata: {labels: {app: probe}, annotations: {version: %q}}
-    spec:
-      containers: [{name: c, image: "fake://run"}]
-  waves:
-  - count: 2
-    selector: {matchLabels: {site: a}}
-  - count: 25%%
-  - {}
-  healthGate: {readySeconds: %d, timeoutSeconds: 120}
-  failurePolicy: {maxFailedNodes: 0, action: Rollback}
-  offlinePolicy: {waitSeconds: %d}
-`, name, version, readySeconds, waitSeconds)
-}
-
-func startSmallFleet(t *testing.T, ctx context.Context) *fixture {
-	c := sim.Start(ctx, t, sim.Options{
-		Nodes: smallFleet,
-		Labels: func(i int) map[string]string {
-			if i%2 == 0 {
-				return map[string]string{"site": "a"}
-			}
-			return map[string]string{"site": "b"}
-		},
-		HeartbeatInterval: 100 * time.Millisecond,
-		NodeGrace:         time.Second,
-	})
-	f := &fixture{t: t, ctx: ctx, c: c}
-	f.apply(daemonSetYAML)
-	controllertest.Eventually(t, 20*time.Second, func() error { return f.convergedOn(smallFleet, f.dsHash()) })
-	return f
+	return probeRolloutYAML(name, "fake://run", version, "Rollback", readySeconds, 120, waitSeconds)
 }
 
 // convergedOn checks that each of the first n nodes runs one Running,
@@ -180,7 +144,7 @@ func (l *podLog) revisions(m map[string][]string, node string) []string {
 func TestRolloutOfflineNodeReturnsMidRollout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 110*time.Second)
 	defer cancel()
-	f := startSmallFleet(t, ctx)
+	f := startFleet(t, ctx, smallFleet)
 	// v3's plan (nodes sorted by name): wave 1 = 2 of site=a (nodes 0,
 	// 2), wave 2 = 25% of the 9 or 10 planned nodes = 3 (nodes 1, 3, 4),
 	// wave 3 = the rest (5-8, and 9 if planned).
@@ -289,7 +253,7 @@ func TestRolloutOfflineNodeReturnsMidRollout(t *testing.T) {
 func TestRolloutNodeOfflineMidWave(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	f := startSmallFleet(t, ctx)
+	f := startFleet(t, ctx, smallFleet)
 	// Wave 2 = nodes 1, 3, 4.
 	const updated, before = 3, 4
 	const wait = 8

@@ -29,6 +29,14 @@ spec:
 // rolloutYAML is a Rollout of the probe DaemonSet to image, tagged with
 // version so that every template differs.
 func rolloutYAML(name, image, version, action string) string {
+	return probeRolloutYAML(name, image, version, action, 2, 20, 1)
+}
+
+// probeRolloutYAML is a Rollout of the probe DaemonSet to image, tagged
+// with version (an annotation), in three waves (2 canaries among site=a,
+// 25%, the rest), with the given health gate, failure action and offline
+// wait.
+func probeRolloutYAML(name, image, version, action string, readySeconds, timeoutSeconds, waitSeconds int) string {
 	return fmt.Sprintf(`
 apiVersion: edge.io/v1alpha1
 kind: Rollout
@@ -44,10 +52,32 @@ spec:
     selector: {matchLabels: {site: a}}
   - count: 25%%
   - {}
-  healthGate: {readySeconds: 2, timeoutSeconds: 20}
+  healthGate: {readySeconds: %d, timeoutSeconds: %d}
   failurePolicy: {maxFailedNodes: 0, action: %s}
-  offlinePolicy: {waitSeconds: 1}
-`, name, version, image, action)
+  offlinePolicy: {waitSeconds: %d}
+`, name, version, image, readySeconds, timeoutSeconds, action, waitSeconds)
+}
+
+// startFleet starts n simulated nodes, the even ones labelled site=a and
+// the odd ones site=b, applies the probe DaemonSet and waits until every
+// node runs its pod.
+func startFleet(t *testing.T, ctx context.Context, n int) *fixture {
+	t.Helper()
+	c := sim.Start(ctx, t, sim.Options{
+		Nodes: n,
+		Labels: func(i int) map[string]string {
+			if i%2 == 0 {
+				return map[string]string{"site": "a"}
+			}
+			return map[string]string{"site": "b"}
+		},
+		HeartbeatInterval: 100 * time.Millisecond,
+		NodeGrace:         time.Second,
+	})
+	f := &fixture{t: t, ctx: ctx, c: c}
+	f.apply(daemonSetYAML)
+	controllertest.Eventually(t, 20*time.Second, func() error { return f.convergedOn(n, f.dsHash()) })
+	return f
 }
 
 type fixture struct {
@@ -100,29 +130,7 @@ func waveCounts(ro *manifests.Rollout) []string {
 // converged checks that every node runs one Running, Ready probe pod of
 // revision hash.
 func (f *fixture) converged(hash string) func() error {
-	return func() error {
-		list, _, err := f.c.Client.List(f.ctx, "pods", "default", "app=probe")
-		if err != nil {
-			return err
-		}
-		byNode := map[string]int{}
-		for _, o := range list {
-			p := o.(*manifests.Pod)
-			if got := p.Labels[daemonset.RevisionHashLabel]; got != hash {
-				return fmt.Errorf("pod %s on %s has revision %s, want %s", p.Name, p.Spec.NodeName, got, hash)
-			}
-			if !manifests.IsPodReady(p) {
-				return fmt.Errorf("pod %s on %s is not ready (%s)", p.Name, p.Spec.NodeName, p.Status.Phase)
-			}
-			byNode[p.Spec.NodeName]++
-		}
-		for i := range fleet {
-			if byNode[sim.NodeName(i)] != 1 {
-				return fmt.Errorf("node %s has %d pods", sim.NodeName(i), byNode[sim.NodeName(i)])
-			}
-		}
-		return nil
-	}
+	return func() error { return f.convergedOn(fleet, hash) }
 }
 
 func (f *fixture) dsHash() string {
@@ -141,20 +149,8 @@ func (f *fixture) dsHash() string {
 func TestRolloutOverFleet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
 	defer cancel()
-	c := sim.Start(ctx, t, sim.Options{
-		Nodes: fleet,
-		Labels: func(i int) map[string]string {
-			if i%2 == 0 {
-				return map[string]string{"site": "a"}
-			}
-			return map[string]string{"site": "b"}
-		},
-		HeartbeatInterval: 100 * time.Millisecond,
-		NodeGrace:         time.Second,
-	})
-	f := &fixture{t: t, ctx: ctx, c: c}
-	f.apply(daemonSetYAML)
-	controllertest.Eventually(t, 20*time.Second, func() error { return f.converged(f.dsHash())() })
+	f := startFleet(t, ctx, fleet)
+	c := f.c
 	original := f.dsHash()
 
 	// 5 of the 20 nodes go offline before any rollout.
