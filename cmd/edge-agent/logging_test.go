@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,49 +8,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
 	"github.com/edgeorch/edgeorch/controlplane"
+	"github.com/edgeorch/edgeorch/controlplane/controller/controllertest"
+	"github.com/edgeorch/edgeorch/internal/testio"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
 )
-
-// syncBuffer is an output buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 // startControlPlane runs a control plane (no controllers, dev mode) in
 // process until the test ends and returns its NATS URL.
@@ -80,19 +46,6 @@ func startControlPlane(t *testing.T) string {
 	return ""
 }
 
-// logLines are the non-empty lines of a log.
-func logLines(s string) []string {
-	var lines []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	return lines
-}
-
 // TestLogFlagsCoverEveryLine runs the agent binary against a control plane
 // and checks that --log-format and --log-level hold for every line on
 // stderr, and that bad values are refused naming the flag.
@@ -116,7 +69,7 @@ func TestLogFlagsCoverEveryLine(t *testing.T) {
 	// stderr.
 	run := func(t *testing.T, node, format, level string) string {
 		t.Helper()
-		var stdout, stderr syncBuffer
+		var stdout, stderr testio.SyncBuffer
 		cmd := exec.Command(bin, "--server", url, "--node-name", node, "--data-dir", t.TempDir(),
 			"--heartbeat-interval", "1s", "--service-proxy=false", "--dns-addr=",
 			"--ingress-http-port", "0", "--ingress-https-port", "0", "--release-startup-pages", "0",
@@ -134,7 +87,7 @@ func TestLogFlagsCoverEveryLine(t *testing.T) {
 				t.Logf("%v\nstdout:\n%s\nstderr:\n%s", cmd.Args, stdout.String(), stderr.String())
 			}
 		}()
-		eventually(t, 60*time.Second, func() error {
+		controllertest.Eventually(t, 60*time.Second, func() error {
 			select {
 			case <-done:
 				t.Fatal("the agent exited")
@@ -168,7 +121,7 @@ func TestLogFlagsCoverEveryLine(t *testing.T) {
 	}
 
 	t.Run("json-warn", func(t *testing.T) {
-		for _, l := range logLines(run(t, "log-json-warn", "json", "warn")) {
+		for _, l := range testio.Lines(run(t, "log-json-warn", "json", "warn")) {
 			var rec struct{ Level, Msg string }
 			if err := json.Unmarshal([]byte(l), &rec); err != nil {
 				t.Errorf("not a JSON object: %q (%v)", l, err)
@@ -180,7 +133,7 @@ func TestLogFlagsCoverEveryLine(t *testing.T) {
 
 	t.Run("json-info", func(t *testing.T) {
 		levels := map[string]string{}
-		for _, l := range logLines(run(t, "log-json-info", "json", "info")) {
+		for _, l := range testio.Lines(run(t, "log-json-info", "json", "info")) {
 			var rec struct{ Level, Msg string }
 			if err := json.Unmarshal([]byte(l), &rec); err != nil {
 				t.Errorf("not a JSON object: %q (%v)", l, err)
@@ -196,7 +149,7 @@ func TestLogFlagsCoverEveryLine(t *testing.T) {
 
 	t.Run("text-info", func(t *testing.T) {
 		log := run(t, "log-text-info", "text", "info")
-		for _, l := range logLines(log) {
+		for _, l := range testio.Lines(log) {
 			if !strings.HasPrefix(l, "time=") || !strings.Contains(l, " level=") || !strings.Contains(l, " msg=") {
 				t.Errorf("not a text (logfmt) record: %q", l)
 			}
@@ -217,7 +170,7 @@ func TestLogFlagsCoverEveryLine(t *testing.T) {
 				t.Errorf("%s %s: %v, want exit code 1\n%s", tc.flag, tc.value, err, out)
 			}
 			want := fmt.Sprintf("edge-agent: %s %q: want ", tc.flag, tc.value)
-			if !strings.HasPrefix(string(out), want) || len(logLines(string(out))) != 1 {
+			if !strings.HasPrefix(string(out), want) || len(testio.Lines(string(out))) != 1 {
 				t.Errorf("%s %s: output %q, want one line starting %q", tc.flag, tc.value, out, want)
 			}
 			if _, err := os.Stat(dataDir); !os.IsNotExist(err) {

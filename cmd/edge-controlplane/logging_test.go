@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edgeorch/controlplane/controllers"
+	"github.com/edgeorch/edgeorch/internal/testio"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,13 +34,13 @@ func buildBinary(t *testing.T) string {
 // daemon is the binary started by a test, with its output.
 type daemon struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testio.SyncBuffer
 	done           chan struct{}
 }
 
 func startDaemon(t *testing.T, bin string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(bin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{cmd: exec.Command(bin, args...), stdout: &testio.SyncBuffer{}, stderr: &testio.SyncBuffer{}, done: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
@@ -91,17 +91,15 @@ func (d *daemon) readyURL(t *testing.T) string {
 	return url
 }
 
-// logLines are the non-empty lines of a log.
-func logLines(s string) []string {
-	var lines []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if l := strings.TrimSpace(sc.Text()); l != "" {
-			lines = append(lines, l)
+// waitLogged waits until the daemon's stderr holds msg.
+func (d *daemon) waitLogged(t *testing.T, msg string) {
+	t.Helper()
+	eventually(t, 60*time.Second, func() error {
+		if !strings.Contains(d.stderr.String(), msg) {
+			return fmt.Errorf("no %q yet", msg)
 		}
-	}
-	return lines
+		return nil
+	})
 }
 
 // jsonLevels checks that every line is a JSON object with a level and
@@ -109,7 +107,7 @@ func logLines(s string) []string {
 func jsonLevels(t *testing.T, log string) map[string]string {
 	t.Helper()
 	levels := map[string]string{}
-	for _, l := range logLines(log) {
+	for _, l := range testio.Lines(log) {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(l), &rec); err != nil {
 			t.Errorf("not a JSON object: %q (%v)", l, err)
@@ -175,12 +173,7 @@ func TestLogFlagsCoverEveryLine(t *testing.T) {
 	t.Run("json-info", func(t *testing.T) {
 		d := run(t, "json", "info")
 		d.readyURL(t)
-		eventually(t, 60*time.Second, func() error {
-			if !strings.Contains(d.stderr.String(), leaderMsg) {
-				return fmt.Errorf("no %q yet", leaderMsg)
-			}
-			return nil
-		})
+		d.waitLogged(t, leaderMsg)
 		d.stop(t)
 		levels := jsonLevels(t, d.stderr.String())
 		for _, msg := range []string{leaderMsg, stoppedMsg, "NATS server started"} {
@@ -193,14 +186,9 @@ func TestLogFlagsCoverEveryLine(t *testing.T) {
 	t.Run("text-info", func(t *testing.T) {
 		d := run(t, "text", "info")
 		d.readyURL(t)
-		eventually(t, 60*time.Second, func() error {
-			if !strings.Contains(d.stderr.String(), leaderMsg) {
-				return fmt.Errorf("no %q yet", leaderMsg)
-			}
-			return nil
-		})
+		d.waitLogged(t, leaderMsg)
 		d.stop(t)
-		for _, l := range logLines(d.stderr.String()) {
+		for _, l := range testio.Lines(d.stderr.String()) {
 			if !strings.HasPrefix(l, "time=") || !strings.Contains(l, " level=") || !strings.Contains(l, " msg=") {
 				t.Errorf("not a text (logfmt) record: %q", l)
 			}
@@ -221,7 +209,7 @@ func TestLogFlagsCoverEveryLine(t *testing.T) {
 				t.Errorf("%s %s: %v, want exit code 1\n%s", tc.flag, tc.value, err, out)
 			}
 			want := fmt.Sprintf("edge-controlplane: %s %q: want ", tc.flag, tc.value)
-			if !strings.HasPrefix(string(out), want) || len(logLines(string(out))) != 1 {
+			if !strings.HasPrefix(string(out), want) || len(testio.Lines(string(out))) != 1 {
 				t.Errorf("%s %s: output %q, want one line starting %q", tc.flag, tc.value, out, want)
 			}
 			if _, err := os.Stat(dataDir); !os.IsNotExist(err) {

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/edgeorch/edgeorch/internal/testio"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/edgeorch/edgeorch/messaging/auth"
 	"github.com/nats-io/nats.go"
@@ -80,31 +79,13 @@ func TestTLSFlagsToOptions(t *testing.T) {
 	}
 }
 
-// syncBuffer is an output buffer safe for the command's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runCommand runs edge-controlplane with args until the test ends and
 // returns the fields of its ready line.
 func runCommand(t *testing.T, args ...string) []string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := newCommand()
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &testio.SyncBuffer{}, &testio.SyncBuffer{}
 	cmd.SetOut(out)
 	cmd.SetErr(errOut)
 	cmd.SetArgs(args)
