@@ -26,10 +26,11 @@ type authEnv struct {
 	url   string
 	st    *store.Store
 	b     *messaging.Buckets
+	srv   *Server
 	admin *client.Client
 }
 
-func newAuthEnv(t *testing.T) *authEnv {
+func newAuthEnv(t testing.TB) *authEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -54,16 +55,16 @@ func newAuthEnv(t *testing.T) *authEnv {
 		t.Fatal(err)
 	}
 	e.st = store.New(e.b.Objects)
-	srv := New(e.st, nc, Options{Auth: &AuthOptions{Authority: a, JoinTokens: e.b.JoinTokens, NodeKeys: e.b.NodeKeys}})
-	if err := srv.Start(ctx); err != nil {
+	e.srv = New(e.st, nc, Options{Auth: &AuthOptions{Authority: a, JoinTokens: e.b.JoinTokens, NodeKeys: e.b.NodeKeys}})
+	if err := e.srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { srv.Stop() })
+	t.Cleanup(func() { e.srv.Stop() })
 	e.admin = client.New(nc)
 	return e
 }
 
-func (e *authEnv) connect(t *testing.T, name string, role auth.Role, node string, opts ...nats.Option) *nats.Conn {
+func (e *authEnv) connect(t testing.TB, name string, role auth.Role, node string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	raw, err := e.a.NewUserCreds(name, role, node, time.Time{})
 	if err != nil {

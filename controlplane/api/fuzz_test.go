@@ -7,12 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/edgeorch/edgeorch/client"
-	"github.com/edgeorch/edgeorch/controlplane/store"
 	"github.com/edgeorch/edgeorch/manifests"
 	"github.com/edgeorch/edgeorch/messaging"
 	"github.com/edgeorch/edgeorch/messaging/auth"
@@ -149,56 +147,9 @@ func FuzzDeleteRequest(f *testing.F) {
 // fuzzAuthEnv is an API server in operator mode (join tokens, node and
 // user credentials) on an embedded NATS server, for the fuzz tests of the
 // verbs that need the authority.
-type fuzzAuthEnv struct {
-	srv *Server
-	st  *store.Store
-	b   *messaging.Buckets
-}
+type fuzzAuthEnv struct{ *authEnv }
 
-func newFuzzAuthEnv(tb testing.TB) *fuzzAuthEnv {
-	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	tb.Cleanup(cancel)
-	dir := tb.TempDir()
-	a, err := auth.Open(auth.Dir(dir))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ns, err := messaging.StartServer(messaging.ServerConfig{DataDir: dir, Port: -1, Auth: a.ServerAuth()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	a.SetPusher(func(j string) error { return messaging.UpdateAccount(ns, j) })
-	raw, err := a.NewUserCreds("controlplane", auth.RoleAdmin, "", time.Time{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	creds, err := auth.ParseCreds(raw)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	nc, err := nats.Connect(ns.ClientURL(), creds.Options()...)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	b, err := messaging.OpenBuckets(ctx, js, messaging.BucketOptions{Memory: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	st := store.New(b.Objects)
-	srv := New(st, nc, Options{Auth: &AuthOptions{Authority: a, JoinTokens: b.JoinTokens, NodeKeys: b.NodeKeys}})
-	if err := srv.Start(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { srv.Stop() })
-	return &fuzzAuthEnv{srv: srv, st: st, b: b}
-}
+func newFuzzAuthEnv(tb testing.TB) *fuzzAuthEnv { return &fuzzAuthEnv{newAuthEnv(tb)} }
 
 // revision sums the last sequences of the buckets a request may write:
 // objects, join tokens, node and user keys, usage.

@@ -118,10 +118,7 @@ func (s *Server) Start(ctx context.Context) error {
 		cancel()
 		return fmt.Errorf("start API service: %w", err)
 	}
-	verbs := []struct {
-		verb string
-		h    handler
-	}{
+	verbs := []verbHandler{
 		{messaging.VerbApply, s.apply},
 		{client.VerbApplyBatch, s.applyBatch},
 		{messaging.VerbGet, s.get},
