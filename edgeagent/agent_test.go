@@ -102,8 +102,15 @@ type runningAgent struct {
 
 func startAgent(t *testing.T, url, dataDir string) *runningAgent {
 	t.Helper()
+	return startAgentWith(t, url, dataDir, wasm.Options{})
+}
+
+// startAgentWith starts an agent (node-1, site=lab) with a wasm runtime
+// made from opts; it stops when the test ends or on ra.cancel.
+func startAgentWith(t *testing.T, url, dataDir string, opts wasm.Options) *runningAgent {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	rt, err := wasm.New(ctx, wasm.Options{})
+	rt, err := wasm.New(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +118,7 @@ func startAgent(t *testing.T, url, dataDir string) *runningAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ra := &runningAgent{rt: rt, cancel: cancel, done: make(chan error, 1)}
+	ra := &runningAgent{rt: rt, done: make(chan error, 1)}
 	cfg := Config{
 		NodeName: "node-1", DataDir: dataDir, Labels: map[string]string{"site": "lab"}, Address: "10.1.2.3",
 		HeartbeatInterval: 200 * time.Millisecond, Runtimes: map[string]runtime.Runtime{"wasm": rt},
@@ -120,7 +127,7 @@ func startAgent(t *testing.T, url, dataDir string) *runningAgent {
 	}
 	go func() { ra.done <- Run(ctx, nc, cfg) }()
 	stopped := false
-	stop := func() {
+	ra.cancel = func() {
 		if stopped {
 			return
 		}
@@ -132,8 +139,7 @@ func startAgent(t *testing.T, url, dataDir string) *runningAgent {
 		nc.Close()
 		rt.Close(context.Background())
 	}
-	ra.cancel = stop
-	t.Cleanup(stop)
+	t.Cleanup(ra.cancel)
 	return ra
 }
 

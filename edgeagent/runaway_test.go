@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/edgeorch/edgeorch/edgeagent/state"
 	"github.com/edgeorch/edgeorch/manifests"
@@ -21,43 +18,6 @@ import (
 	"github.com/edgeorch/edgeorch/runtime/wasm"
 	"github.com/edgeorch/edgeorch/wasm/testmodules"
 )
-
-// startAgentWith is startAgent with a wasm runtime made from opts.
-func startAgentWith(t *testing.T, url, dataDir string, opts wasm.Options) *runningAgent {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	rt, err := wasm.New(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(url, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ra := &runningAgent{rt: rt, done: make(chan error, 1)}
-	cfg := Config{
-		NodeName: "node-1", DataDir: dataDir, Address: "10.1.2.3",
-		HeartbeatInterval: 200 * time.Millisecond, Runtimes: map[string]runtime.Runtime{"wasm": rt},
-		BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, PollInterval: 20 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}
-	go func() { ra.done <- Run(ctx, nc, cfg) }()
-	stopped := false
-	ra.cancel = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-ra.done; err != nil {
-			t.Errorf("agent: %v", err)
-		}
-		nc.Close()
-		rt.Close(context.Background())
-	}
-	t.Cleanup(ra.cancel)
-	return ra
-}
 
 // pushModules pushes wasm/build/<name>.wasm as <name>:v1 for each name.
 func (cp *controlPlane) pushModules(t *testing.T, names ...string) {
