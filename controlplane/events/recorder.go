@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgeorch/edgeorch/client"
+	"github.com/edgeorch/edgeorch/controlplane/controller"
 	"github.com/edgeorch/edgeorch/manifests"
 )
 
@@ -250,7 +251,7 @@ func (r *Recorder) bump(ctx context.Context, prev *manifests.Event, msg string, 
 		next.Count += n
 		next.Message = msg
 		next.LastTimestamp = now
-		stored, err := updateFrom(ctx, r.st, &next, &cur)
+		stored, err := controller.UpdateFrom(ctx, r.st, &next, &cur)
 		if err == nil {
 			if e, ok := stored.(*manifests.Event); ok {
 				return e, nil
@@ -357,15 +358,4 @@ func (r *Recorder) RunGC(ctx context.Context, interval time.Duration, onError fu
 		case <-t.C:
 		}
 	}
-}
-
-// updateFrom writes obj, made from from (the stored event, unchanged),
-// without reading it again when st can (store.Store.UpdateFrom).
-func updateFrom(ctx context.Context, st Store, obj, from manifests.Object) (manifests.Object, error) {
-	if u, ok := st.(interface {
-		UpdateFrom(ctx context.Context, obj, from manifests.Object) (manifests.Object, error)
-	}); ok {
-		return u.UpdateFrom(ctx, obj, from)
-	}
-	return st.Update(ctx, obj)
 }

@@ -55,11 +55,6 @@ type Recorder interface {
 // bound at 569–737 /s with 64 and 1,783–2,031 /s with 512.
 const Binders = 512
 
-// update writes obj, made from the cached from (unchanged), to the store.
-func (c *Controller) update(ctx context.Context, obj, from manifests.Object) (manifests.Object, error) {
-	return controller.UpdateFrom(ctx, c.st, obj, from)
-}
-
 // backgroundRecorder is a recorder that can also record without waiting
 // for the store (events.Recorder).
 type backgroundRecorder interface {
@@ -514,7 +509,7 @@ func (c *Controller) bind(ctx context.Context, pod *manifests.Pod, node string) 
 // binding is forgotten and the pod queued again (the next decision reads
 // the cache's newer copy of a pod changed meanwhile).
 func (c *Controller) bindAssumed(ctx context.Context, j bindJob) {
-	if _, err := c.update(ctx, j.assumed, j.pod); err != nil {
+	if _, err := controller.UpdateFrom(ctx, c.st, j.assumed, j.pod); err != nil {
 		if ctx.Err() != nil {
 			return
 		}
@@ -587,7 +582,7 @@ func (c *Controller) unschedulableJobLocked(key string, pod *manifests.Pod, fitE
 // FailedScheduling event. A conflict means the pod changed (bound,
 // updated): the change requeues it, nothing is to be done.
 func (c *Controller) markUnschedulable(ctx context.Context, j bindJob) {
-	_, err := c.update(ctx, j.unfit, j.pod)
+	_, err := controller.UpdateFrom(ctx, c.st, j.unfit, j.pod)
 	c.mu.Lock()
 	if c.marking[j.key] == j.fitErr {
 		delete(c.marking, j.key)

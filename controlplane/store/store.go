@@ -276,7 +276,7 @@ func (s *Store) UpdateFrom(ctx context.Context, obj, from manifests.Object) (man
 	}
 	key := messaging.ObjectKey(k.Resource, ns, meta.Name)
 	cur := from
-	if !sameRevision(from, k, ns, meta.Name, meta.ResourceVersion) {
+	if !sameRevision(from, obj, k, ns, meta.Name, meta.ResourceVersion) {
 		if cur, err = s.get(ctx, key, k.Resource, meta.Name); err != nil {
 			return nil, err
 		}
@@ -323,10 +323,10 @@ func (s *Store) UpdateFrom(ctx context.Context, obj, from manifests.Object) (man
 	return obj, nil
 }
 
-// sameRevision reports whether from is the object of kind k named
+// sameRevision reports whether from is the object of obj's kind k named
 // namespace/name at resourceVersion rv.
-func sameRevision(from manifests.Object, k manifests.Kind, namespace, name, rv string) bool {
-	if from == nil || reflect.TypeOf(from) != reflect.TypeOf(k.New()) {
+func sameRevision(from, obj manifests.Object, k manifests.Kind, namespace, name, rv string) bool {
+	if from == nil || reflect.TypeOf(from) != reflect.TypeOf(obj) {
 		return false
 	}
 	m := from.GetObjectMeta()

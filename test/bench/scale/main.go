@@ -247,14 +247,14 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	var idleProf *phaseProfiler
+	var prof *phaseProfiler
 	if cfg.phaseProfile != "" {
-		idleProf = &phaseProfiler{prefix: cfg.phaseProfile, cp: cp.stdin}
+		prof = &phaseProfiler{prefix: cfg.phaseProfile, cp: cp.stdin}
 		for _, f := range fleet {
-			idleProf.fleet = append(idleProf.fleet, f.stdin)
+			prof.fleet = append(prof.fleet, f.stdin)
 		}
 	}
-	idleProf.start("idle")
+	prof.start("idle")
 	p0, w0 := readProc(cp.pid()), time.Now()
 	select {
 	case <-ctx.Done():
@@ -262,7 +262,7 @@ func run(ctx context.Context, cfg config) error {
 	case <-time.After(window):
 	}
 	p1, el := readProc(cp.pid()), time.Since(w0)
-	idleProf.stop()
+	prof.stop()
 	lease1, err := lastSeq(ctx, js, "KV_"+messaging.BucketHeartbeats)
 	if err != nil {
 		return err
@@ -307,11 +307,11 @@ func run(ctx context.Context, cfg config) error {
 	// after the peaks above, which are those of the fleet running the
 	// DaemonSet and the Deployments, as before this figure existed.
 	for i, n := range cfg.pending {
-		var prof *phaseProfiler
-		if i == 0 {
-			prof = idleProf
+		pendingProf := prof
+		if i > 0 {
+			pendingProf = nil
 		}
-		if err := pendingPods(ctx, c.Client, js, nodes, n, cfg.pendingPerNode, fail, prof); err != nil {
+		if err := pendingPods(ctx, c.Client, js, nodes, n, cfg.pendingPerNode, fail, pendingProf); err != nil {
 			return err
 		}
 	}
